@@ -1,0 +1,140 @@
+"""The shapes everyone agrees on: keys, provider settings, custom providers, events, usage.
+
+Frozen dataclasses with slots: cheap to read on the hot path and safe to share between the
+in-memory configuration snapshot and request handlers. Money is integer micro-dollars
+(1 USD = 1_000_000); admin/JSON layers convert to and from USD floats at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MICROS_PER_USD = 1_000_000
+
+
+def usd_to_micros(usd: float) -> int:
+    return round(usd * MICROS_PER_USD)
+
+
+def micros_to_usd(micros: int) -> float:
+    return micros / MICROS_PER_USD
+
+
+@dataclass(frozen=True, slots=True)
+class PathConfig:
+    path: str
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """An API key handed out by the operator. `key_hash` is the SHA-256 hex of the secret."""
+
+    key_id: str
+    name: str
+    key_hash: str
+    created_at: int
+    updated_at: int
+    tags: tuple[str, ...] = ()
+    setting_id: str = ""
+    setting_ids: tuple[str, ...] = ()
+    revoked: bool = False
+    revoked_reason: str = ""
+    cost_limit_micros: int = 0  # all-time spend limit; 0 = none
+    cost_limit_over_time_micros: int = 0  # windowed spend limit; 0 = none
+    cost_limit_unit: str = ""  # m, h, d, mo
+    rate_limit_over_time: int = 0  # requests per window; 0 = none
+    rate_limit_unit: str = ""  # s, m, h, d
+    ttl: str = ""  # as given, e.g. "2d"; "" = never expires
+    ttl_seconds: int = 0
+    allowed_paths: tuple[PathConfig, ...] = ()
+
+    @property
+    def all_setting_ids(self) -> tuple[str, ...]:
+        head = (self.setting_id,) if self.setting_id else ()
+        return head + tuple(s for s in self.setting_ids if s != self.setting_id)
+
+    def expires_at(self) -> int | None:
+        return self.created_at + self.ttl_seconds if self.ttl_seconds else None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per one million tokens. A token count times this is a cost in micro-dollars."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float | None = None  # None: cached input tokens are billed as input
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSetting:
+    """Credentials and options for one upstream. `setting` holds secrets: never serialise it out."""
+
+    id: str
+    provider: str
+    created_at: int
+    updated_at: int
+    name: str = ""
+    setting: dict[str, str] = field(default_factory=dict)
+    allowed_models: tuple[str, ...] = ()
+    # Per-setting price override, per model (USD per 1M tokens). Wins over the built-in table.
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return self.setting.get("url", "")
+
+    def allows_model(self, model: str) -> bool:
+        return not self.allowed_models or not model or model in self.allowed_models
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    path: str
+    target_url: str
+    model_location: str = ""
+    request_prompt_location: str = ""
+    response_completion_location: str = ""
+    stream_location: str = ""
+    stream_end_word: str = ""
+    stream_response_completion_location: str = ""
+    stream_max_empty_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CustomProvider:
+    id: str
+    provider: str
+    created_at: int
+    updated_at: int
+    route_configs: tuple[RouteConfig, ...] = ()
+    authentication_param: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # part of prompt_tokens billed at the cached price
+    reasoning_tokens: int = 0  # part of completion_tokens (informational)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One proxied request (admitted or rejected), as recorded for reporting."""
+
+    id: str
+    created_at: int
+    key_id: str
+    provider: str
+    model: str
+    status: int
+    path: str
+    method: str
+    tags: tuple[str, ...] = ()
+    cost_micros: int = 0
+    prompt_token_count: int = 0
+    completion_token_count: int = 0
+    latency_in_ms: int = 0
+    custom_id: str = ""

@@ -1,0 +1,77 @@
+"""One exception tree for the whole gateway.
+
+    BricksError
+     ├── Invalid          400  bad input (admin validation, unparseable proxy body, bad header)
+     ├── Unauthorized     401  missing, unknown, revoked or expired key; bad admin password
+     ├── Forbidden        403  path or model not allowed, blocked by a policy
+     ├── NotFound         404  unknown id or route
+     ├── Conflict         409  duplicate key secret or provider name
+     ├── LimitExceeded    429  rate or spend limit reached (carries retry_after)
+     ├── Unavailable      503  a backing store the request needs is down (fail-closed)
+     └── UpstreamError    502/504  the provider could not be reached or timed out
+
+Third-party exceptions are translated at the boundary (storage, upstream client) and raised
+`from exc`; the HTTP layers turn these into responses in exactly one place each.
+"""
+
+from __future__ import annotations
+
+
+class BricksError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or []
+
+
+class Invalid(BricksError):
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(BricksError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(BricksError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(BricksError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(BricksError):
+    status = 409
+    code = "conflict"
+
+
+class LimitExceeded(BricksError):
+    status = 429
+
+    def __init__(self, message: str, *, code: str, retry_after: int, limit: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+        self.limit = limit
+
+
+class Unavailable(BricksError):
+    status = 503
+    code = "unavailable"
+
+
+class UpstreamError(BricksError):
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"

@@ -1,0 +1,132 @@
+"""The small interfaces the services need; storage and telemetry implement them.
+
+Concrete classes are chosen only in `bricksllm.app` (the composition root). Every storage
+backend passes the same contract suite in tests/contract/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bricksllm.domain.limits import Admission, AdmissionPlan, Window
+from bricksllm.domain.models import CustomProvider, Event, Key, ProviderSetting
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSnapshot:
+    """Everything the proxy needs to decide on a request, loaded at once."""
+
+    version: int
+    keys: Sequence[Key]
+    settings: Sequence[ProviderSetting]
+    custom_providers: Sequence[CustomProvider]
+
+
+class ConfigStore(Protocol):
+    """Keys, provider settings and custom providers. Every write bumps `version()`."""
+
+    async def create_key(self, key: Key) -> None: ...  # Conflict if key_hash exists
+    async def update_key(self, key: Key) -> None: ...  # NotFound if absent
+    async def delete_key(self, key_id: str) -> bool: ...
+    async def get_key(self, key_id: str) -> Key | None: ...
+    async def list_keys(self) -> list[Key]: ...
+
+    async def create_setting(self, setting: ProviderSetting) -> None: ...
+    async def update_setting(self, setting: ProviderSetting) -> None: ...  # NotFound if absent
+    async def get_setting(self, setting_id: str) -> ProviderSetting | None: ...
+    async def list_settings(self) -> list[ProviderSetting]: ...
+
+    async def create_custom_provider(self, provider: CustomProvider) -> None: ...  # Conflict on name
+    async def update_custom_provider(self, provider: CustomProvider) -> None: ...
+    async def get_custom_provider(self, provider_id: str) -> CustomProvider | None: ...
+    async def list_custom_providers(self) -> list[CustomProvider]: ...
+
+    async def version(self) -> int: ...
+    async def snapshot(self) -> ConfigSnapshot: ...
+    async def listen(self, on_change: Callable[[], None]) -> None:
+        """Call `on_change` when another process writes (best effort; polling `version` backs it)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    key_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # an event matches when it carries all of them
+    custom_id: str = ""
+    start: int | None = None  # inclusive, unix seconds
+    end: int | None = None  # exclusive
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportQuery:
+    start: int
+    end: int
+    increment: int
+    key_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    custom_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DataPoint:
+    time_stamp: int
+    number_of_requests: int = 0
+    cost_micros: int = 0
+    latency_sum_ms: int = 0
+    prompt_token_count: int = 0
+    completion_token_count: int = 0
+    success_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    data_points: list[DataPoint] = field(default_factory=list)
+    latency_median_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+
+
+class EventStore(Protocol):
+    async def insert_events(self, events: Sequence[Event]) -> None: ...
+    async def query_events(self, query: EventQuery) -> list[Event]: ...
+    async def report(self, query: ReportQuery) -> Report: ...
+    async def key_usage(self, key_id: str, since: int) -> tuple[int, int]:
+        """(admitted requests, cost in micro-dollars) of a key's events since `since`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Counters(Protocol):
+    """Live rate and spend counters, shared by every instance that uses the same backend."""
+
+    async def admit(self, key_id: str, plan: AdmissionPlan) -> Admission:
+        """Atomically check the plan's spend quotas and check-and-consume its rate quota."""
+        ...
+
+    async def settle(self, key_id: str, micros: int, window: Window | None) -> None:
+        """Add a finished request's cost to the key's all-time spend and, if given, to `window`."""
+        ...
+
+    async def spend(self, key_id: str) -> int:
+        """The key's all-time spend in micro-dollars."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Metrics(Protocol):
+    def incr(self, name: str, value: int = 1, tags: Mapping[str, str] | None = None) -> None: ...
+    def timing(self, name: str, ms: float, tags: Mapping[str, str] | None = None) -> None: ...
+
+
+class RequestPolicy(Protocol):
+    """A hook in the proxy pipeline (PII screening comes here). Raise Forbidden to block;
+    return the body to forward (the same bytes when nothing changed)."""
+
+    async def inspect(self, key: Key, model: str, body: bytes, parsed: Any) -> bytes: ...

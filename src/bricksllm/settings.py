@@ -1,0 +1,182 @@
+"""Configuration: the environment is read once, here, into a frozen, validated Settings.
+
+Deeper code receives Settings (or the values it needs) and never reads os.environ itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(name: str, value: str) -> float:
+    """Seconds from a duration like "500ms", "2s", "10m" or a bare number of seconds."""
+    v = value.strip()
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    m = _DURATION.match(v)
+    if not m:
+        raise SettingsError(f"{name}={value!r} is not a duration (examples: 500ms, 2s, 10m)")
+    return float(m.group(1)) * _SCALE[m.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    hosts: tuple[str, ...]
+    port: int = 5432
+    db_name: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ssl_mode: str = "disable"
+    schema: str = "public"
+    read_timeout: float = 2.0
+    write_timeout: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    hosts: tuple[str, ...]
+    port: int = 6379
+    password: str = field(default="", repr=False)
+    db: int = 0
+    key_prefix: str = "bricksllm"
+    read_timeout: float = 1.0
+    write_timeout: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "0.0.0.0"
+    admin_port: int = 8001
+    proxy_port: int = 8002
+    data_dir: Path = Path("data")
+    admin_pass: str = field(default="", repr=False)
+    proxy_timeout: float = 600.0
+    config_refresh_interval: float = 1.0
+    postgres: PostgresSettings | None = None
+    redis: RedisSettings | None = None
+    redis_failure_mode: str = "closed"  # closed: 503 when Redis is down; open: admit without counting
+    event_batch_size: int = 500
+    event_flush_interval: float = 0.2
+    event_buffer_max: int = 100_000
+    upstream_connections: int = 512
+    stats_enabled: bool = False
+    stats_address: str = "127.0.0.1:8125"
+    log_level: str = "INFO"
+
+    @property
+    def admin_host(self) -> str:
+        """Without ADMIN_PASS the admin API is reachable from this machine only."""
+        return self.host if self.admin_pass else "127.0.0.1"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "bricksllm.sqlite3"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default).strip()
+
+        def integer(name: str, default: int, minimum: int = 0) -> int:
+            raw = get(name)
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+            if value < minimum:
+                raise SettingsError(f"{name} must be at least {minimum}")
+            return value
+
+        def duration(name: str, default: float) -> float:
+            raw = get(name)
+            value = parse_duration(name, raw) if raw else default
+            if value <= 0:
+                raise SettingsError(f"{name} must be positive")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name).lower()
+            if not raw:
+                return default
+            if raw in {"1", "true", "yes", "on"}:
+                return True
+            if raw in {"0", "false", "no", "off"}:
+                return False
+            raise SettingsError(f"{name}={raw!r} is not a boolean (true/false)")
+
+        def hosts(name: str) -> tuple[str, ...]:
+            return tuple(h.strip() for h in get(name).split(",") if h.strip())
+
+        postgres = None
+        if pg_hosts := hosts("POSTGRESQL_HOSTS"):
+            postgres = PostgresSettings(
+                hosts=pg_hosts,
+                port=integer("POSTGRESQL_PORT", 5432, 1),
+                db_name=get("POSTGRESQL_DB_NAME"),
+                username=get("POSTGRESQL_USERNAME"),
+                password=get("POSTGRESQL_PASSWORD"),
+                ssl_mode=get("POSTGRESQL_SSL_MODE", "disable") or "disable",
+                schema=get("POSTGRESQL_SCHEMA", "public") or "public",
+                read_timeout=duration("POSTGRESQL_READ_TIME_OUT", 2.0),
+                write_timeout=duration("POSTGRESQL_WRITE_TIME_OUT", 1.0),
+            )
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", postgres.schema):
+                raise SettingsError("POSTGRESQL_SCHEMA must be a plain SQL identifier")
+        redis = None
+        if redis_hosts := hosts("REDIS_HOSTS"):
+            redis = RedisSettings(
+                hosts=redis_hosts,
+                port=integer("REDIS_PORT", 6379, 1),
+                password=get("REDIS_PASSWORD"),
+                db=integer("REDIS_DB", 0),
+                key_prefix=get("REDIS_KEY_PREFIX", "bricksllm") or "bricksllm",
+                read_timeout=duration("REDIS_READ_TIME_OUT", 1.0),
+                write_timeout=duration("REDIS_WRITE_TIME_OUT", 0.5),
+            )
+        failure_mode = get("REDIS_FAILURE_MODE", "closed").lower() or "closed"
+        if failure_mode not in {"closed", "open"}:
+            raise SettingsError("REDIS_FAILURE_MODE must be 'closed' or 'open'")
+        log_level = get("LOG_LEVEL", "INFO").upper() or "INFO"
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
+        stats_provider = get("STATS_PROVIDER").lower()
+        if stats_provider not in {"", "datadog", "statsd"}:
+            raise SettingsError("STATS_PROVIDER can only be datadog (or statsd)")
+        return cls(
+            host=get("BRICKSLLM_HOST", "0.0.0.0") or "0.0.0.0",
+            admin_port=integer("BRICKSLLM_ADMIN_PORT", 8001, 0),
+            proxy_port=integer("BRICKSLLM_PROXY_PORT", 8002, 0),
+            data_dir=Path(get("BRICKSLLM_DATA_DIR", "data") or "data"),
+            admin_pass=env.get("ADMIN_PASS", ""),
+            proxy_timeout=duration("PROXY_TIMEOUT", 600.0),
+            config_refresh_interval=duration("IN_MEMORY_DB_UPDATE_INTERVAL", 1.0),
+            postgres=postgres,
+            redis=redis,
+            redis_failure_mode=failure_mode,
+            event_batch_size=integer("EVENT_BATCH_SIZE", 500, 1),
+            event_flush_interval=duration("EVENT_FLUSH_INTERVAL", 0.2),
+            event_buffer_max=integer("EVENT_BUFFER_MAX", 100_000, 1),
+            upstream_connections=integer("UPSTREAM_CONNECTIONS", 512, 1),
+            stats_enabled=flag("STATS_ENABLED", bool(stats_provider)),
+            stats_address=get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125",
+            log_level=log_level,
+        )

@@ -1,0 +1,1 @@
+"""Metrics and logging adapters. The default is NullMetrics: nothing is sent anywhere."""
