@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install bricksllm with its test tools into ./.venv and run the whole test suite: unit, storage
+# contracts (SQLite, and the PostgreSQL and Redis on 127.0.0.1), integration and multi-instance
+# tests. Lint runs first. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --upgrade pip
+fi
+.venv/bin/pip install --quiet -e '.[dev]'
+.venv/bin/ruff check src tests bench
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,138 @@
+"""The composition root: settings -> concrete stores -> services -> the two servers.
+
+This is the only module that knows which storage, counter and metrics implementations exist.
+Tests build a `Gateway` from `Settings` exactly as `bricksllm serve` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from bricksllm.domain import tokens
+from bricksllm.domain.limits import plan
+from bricksllm.domain.pricing import PriceTable
+from bricksllm.http.admin_app import create_admin_app
+from bricksllm.http.proxy_app import create_proxy_app
+from bricksllm.ports import Counters, Metrics
+from bricksllm.providers.openai import OpenAIProvider
+from bricksllm.services.admin import AdminService
+from bricksllm.services.config_cache import ConfigCache
+from bricksllm.services.events import EventWriter
+from bricksllm.services.proxy import ProxyService
+from bricksllm.settings import Settings
+from bricksllm.storage.memory_counters import MemoryCounters
+from bricksllm.storage.redis_counters import RedisCounters
+from bricksllm.storage.sql import open_stores
+from bricksllm.telemetry.metrics import NullMetrics
+
+log = logging.getLogger("bricksllm")
+
+
+class Gateway:
+    def __init__(
+        self, settings: Settings, *, metrics: Metrics | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings
+        self.metrics: Metrics = metrics or NullMetrics()
+        self.clock = clock
+        self._runners: list[web.AppRunner] = []
+        self.admin_port = 0
+        self.proxy_port = 0
+
+    async def start(self) -> None:
+        s = self.settings
+        preload = asyncio.create_task(
+            asyncio.to_thread(tokens.preload)
+        )  # tokenizers for streams without usage
+        self.stores = await open_stores(s)
+        self.counters: Counters
+        if s.redis is not None:
+            redis_counters = RedisCounters(s.redis)
+            await redis_counters.connect()
+            self.counters = redis_counters
+        else:
+            memory = MemoryCounters(now=self.clock)
+            await self._seed(memory)
+            self.counters = memory
+        self.config = ConfigCache(self.stores.config, s.config_refresh_interval, self.metrics)
+        await self.config.start()
+        self.events = EventWriter(
+            self.stores.events,
+            self.metrics,
+            batch_size=s.event_batch_size,
+            flush_interval=s.event_flush_interval,
+            max_buffer=s.event_buffer_max,
+        )
+        await self.events.start()
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=s.upstream_connections, keepalive_timeout=30, ttl_dns_cache=300
+            ),
+            auto_decompress=True,
+        )
+        admin = AdminService(
+            self.stores.config,
+            self.stores.events,
+            self.counters,
+            on_change=self.config.refresh,
+            clock=self.clock,
+        )
+        self.proxy = ProxyService(
+            self.config,
+            self.counters,
+            self.events,
+            [OpenAIProvider()],
+            PriceTable.load_default(),
+            self.metrics,
+            fail_open=s.redis_failure_mode == "open",
+            clock=self.clock,
+        )
+        await preload
+        admin_app = create_admin_app(admin, admin_pass=s.admin_pass)
+        proxy_app = create_proxy_app(self.proxy, lambda: self.session, s.proxy_timeout)
+        self.admin_port = await self._serve(admin_app, s.admin_host, s.admin_port, access_log=True)
+        self.proxy_port = await self._serve(proxy_app, s.host, s.proxy_port, access_log=False)
+
+    async def _serve(self, app: web.Application, host: str, port: int, *, access_log: bool) -> int:
+        runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=10)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def _seed(self, counters: MemoryCounters) -> None:
+        """Rebuild in-process counters from recorded events, so a restart keeps limits and spend."""
+        now = self.clock()
+        events = self.stores.events
+        for key in await self.stores.config.list_keys():
+            _, spent = await events.key_usage(key.key_id, 0)
+            if spent:
+                counters.seed(f"{key.key_id}:spend", spent, None)
+            p = plan(key, now)
+            for quota in (*p.spend, p.rate):
+                if quota is None or quota.window is None:
+                    continue
+                requests, cost = await events.key_usage(key.key_id, quota.window.start)
+                value = requests if quota.kind == "rate" else cost
+                if value:
+                    counters.seed(quota.counter_id(key.key_id), value, quota.window.end)
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (they settle their spend), flush every event."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await self.events.stop()
+        await self.config.stop()
+        await self.session.close()
+        await self.counters.close()
+        await self.stores.close()

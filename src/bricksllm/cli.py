@@ -1,0 +1,83 @@
+"""`bricksllm serve`: start the admin API and the proxy in one process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bricksllm import __version__
+from bricksllm.settings import Settings, SettingsError
+
+log = logging.getLogger("bricksllm")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bricksllm", description="OpenAI-compatible AI gateway")
+    parser.add_argument("--version", action="version", version=f"bricksllm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the admin API and the proxy")
+    serve.add_argument("--host", help="address to listen on (env BRICKSLLM_HOST, default 0.0.0.0)")
+    serve.add_argument(
+        "--admin-port", type=int, help="admin API port (env BRICKSLLM_ADMIN_PORT, default 8001)"
+    )
+    serve.add_argument("--proxy-port", type=int, help="proxy port (env BRICKSLLM_PROXY_PORT, default 8002)")
+    serve.add_argument(
+        "--data-dir", type=Path, help="embedded storage folder (env BRICKSLLM_DATA_DIR, default ./data)"
+    )
+    return parser
+
+
+async def _serve(settings: Settings) -> None:
+    from bricksllm.app import Gateway
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    storage = "PostgreSQL" if settings.postgres else f"SQLite at {settings.sqlite_path}"
+    counters = "Redis" if settings.redis else "in-process counters"
+    log.info("bricksllm %s: storage %s, %s", __version__, storage, counters)
+    log.info("admin API on http://%s:%d", settings.admin_host, gateway.admin_port)
+    if not settings.admin_pass:
+        log.warning("ADMIN_PASS is not set: the admin API listens on 127.0.0.1 only")
+    log.info("proxy on http://%s:%d", settings.host, gateway.proxy_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: finishing requests in flight and flushing events")
+    await gateway.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ).with_overrides(
+            host=args.host, admin_port=args.admin_port, proxy_port=args.proxy_port, data_dir=args.data_dir
+        )
+    except SettingsError as exc:
+        print(f"bricksllm: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional on platforms without it
+        pass
+    try:
+        asyncio.run(_serve(settings))
+    except OSError as exc:
+        print(f"bricksllm: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

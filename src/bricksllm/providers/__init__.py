@@ -1,0 +1,1 @@
+"""Upstream providers as plug-ins behind one interface (`providers.base.Provider`)."""

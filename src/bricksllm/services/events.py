@@ -1,0 +1,102 @@
+"""The event writer: events are queued on the request path and written in batches off it.
+
+`record()` never blocks and never does I/O. A background task flushes a batch when it is full
+or every `flush_interval` seconds. If the store is down, the batch stays in the buffer and is
+retried with backoff, so a short database outage loses nothing; the buffer is bounded
+(`max_buffer`), and only when it is full are the oldest events dropped — and counted.
+`stop()` flushes everything that is left (a clean shutdown loses no event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from bricksllm.domain.models import Event
+from bricksllm.ports import EventStore, Metrics
+
+log = logging.getLogger(__name__)
+
+
+class EventWriter:
+    def __init__(
+        self,
+        store: EventStore,
+        metrics: Metrics,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        max_buffer: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._buffer: deque[Event] = deque()
+        self._max_buffer = max_buffer
+        self._full = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def record(self, event: Event) -> None:
+        if len(self._buffer) >= self._max_buffer:
+            self._buffer.popleft()
+            self.dropped += 1
+            self._metrics.incr("events.dropped")
+        self._buffer.append(event)
+        if len(self._buffer) >= self._batch_size:
+            self._full.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-writer")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._buffer and loop.time() < deadline:
+            if not await self.flush():
+                await asyncio.sleep(0.2)
+        if self._buffer:
+            log.error("%d events could not be written before shutdown", len(self._buffer))
+
+    async def flush(self) -> bool:
+        """Write up to one batch. Returns False if the store refused it (the batch is kept)."""
+        async with self._writing:
+            if not self._buffer:
+                return True
+            batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
+            try:
+                await self._store.insert_events(batch)
+            except Exception:
+                self._metrics.incr("events.write_error")
+                log.warning("writing %d events failed; will retry", len(batch), exc_info=True)
+                return False
+            written = {id(e) for e in batch}
+            while self._buffer and id(self._buffer[0]) in written:  # overflow may have dropped some already
+                self._buffer.popleft()
+            self._metrics.incr("events.written", len(batch))
+            return True
+
+    async def _run(self) -> None:
+        backoff = self._flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), backoff)
+            self._full.clear()
+            ok = True
+            while ok and self._buffer:
+                ok = await self.flush()
+                if len(self._buffer) < self._batch_size:
+                    break
+            backoff = self._flush_interval if ok else min(backoff * 2, 5.0)

@@ -1,0 +1,110 @@
+"""Limits enforced before forwarding, exactly, under concurrency; spend settled after the answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+from tests.integration.conftest import GatewayFactory, Running, mid_minute_clock
+from tests.integration.mock_openai import MockOpenAI
+from tests.integration.test_proxy_quickstart import CHAT, sdk
+
+
+async def test_fifty_concurrent_requests_against_a_limit_of_ten(
+    gateway: Running, mock_openai: MockOpenAI
+) -> None:
+    setting_id = await gateway.create_setting(mock_openai.url)
+    await gateway.create_key(setting_id, rateLimitOverTime=10, rateLimitUnit="m")
+    client = sdk(gateway)
+
+    async def one() -> int:
+        try:
+            await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+            return 200
+        except openai.RateLimitError:
+            return 429
+
+    results = await asyncio.gather(*(one() for _ in range(50)))
+    assert results.count(200) == 10 and results.count(429) == 40
+    assert len(mock_openai.requests) == 10
+
+
+async def test_spend_limit_refuses_once_reached_and_says_not_to_retry(
+    gateway: Running, mock_openai: MockOpenAI
+) -> None:
+    setting_id = await gateway.create_setting(mock_openai.url)
+    key = await gateway.create_key(setting_id, costLimitInUsd=0.00001)  # 10 micro-dollars
+    client = sdk(gateway)
+    await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    status, spend = await gateway.admin("GET", f"/api/reporting/keys/{key['keyId']}")
+    # gpt-4o: 8 uncached x $2.50 + 3 cached x $1.25 + 7 x $10 per 1M tokens
+    assert status == 200 and spend["costInMicroDollars"] == round(8 * 2.5 + 3 * 1.25 + 7 * 10)
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert "spend limit of $1e-05 reached (costLimitInUsd)" in info.value.message
+    assert info.value.response.headers["x-should-retry"] == "false"
+    assert info.value.body["code"] == "cost_limit_exceeded"  # type: ignore[index]
+
+
+async def test_windowed_spend_limit(gateway: Running, mock_openai: MockOpenAI) -> None:
+    setting_id = await gateway.create_setting(mock_openai.url)
+    await gateway.create_key(setting_id, costLimitInUsdOverTime=0.00001, costLimitInUsdUnit="h")
+    client = sdk(gateway)
+    await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.RateLimitError, match="per hour reached") as info:
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    assert 1 <= int(info.value.response.headers["Retry-After"]) <= 3600
+
+
+async def test_relimit_and_restart_keep_counting(
+    start_gateway: GatewayFactory, mock_openai: MockOpenAI
+) -> None:
+    clock = mid_minute_clock()
+    gw: Running = await start_gateway(clock=clock)
+    setting_id = await gw.create_setting(mock_openai.url)
+    key = await gw.create_key(setting_id, rateLimitOverTime=5, rateLimitUnit="m", costLimitInUsd=100)
+    client = sdk(gw)
+    for _ in range(3):
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    status, _ = await gw.admin("PATCH", f"/api/key-management/keys/{key['keyId']}", {"rateLimitOverTime": 3})
+    assert status == 200
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    # restart on the same data directory: spend and this window's requests survive
+    _, before = await gw.admin("GET", f"/api/reporting/keys/{key['keyId']}")
+    await gw.close()
+    gw.gateway.admin_port = 0  # already stopped
+    gw2: Running = await start_gateway(clock=clock)
+    _, after = await gw2.admin("GET", f"/api/reporting/keys/{key['keyId']}")
+    assert after["costInMicroDollars"] == before["costInMicroDollars"] > 0
+    with pytest.raises(openai.RateLimitError):
+        await sdk(gw2).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+
+
+async def test_unknown_model_is_priced_by_the_default_rule_and_counted(
+    gateway: Running, mock_openai: MockOpenAI
+) -> None:
+    from bricksllm.telemetry.metrics import InMemoryMetrics
+
+    metrics = InMemoryMetrics()
+    gateway.gateway.proxy._metrics = metrics
+    setting_id = await gateway.create_setting(mock_openai.url)
+    key = await gateway.create_key(setting_id)
+    await sdk(gateway).chat.completions.create(
+        model="my-new-model", messages=[{"role": "user", "content": "x"}]
+    )
+    _, spend = await gateway.admin("GET", f"/api/reporting/keys/{key['keyId']}")
+    assert spend["costInMicroDollars"] > 0
+    assert metrics.counts["pricing.unknown_model"] == 1
+
+
+async def test_per_setting_price_override_wins(gateway: Running, mock_openai: MockOpenAI) -> None:
+    setting_id = await gateway.create_setting(
+        mock_openai.url, prices={"gpt-4o": {"input": 1.0, "output": 2.0}}
+    )
+    key = await gateway.create_key(setting_id)
+    await sdk(gateway).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    _, spend = await gateway.admin("GET", f"/api/reporting/keys/{key['keyId']}")
+    assert spend["costInMicroDollars"] == 11 * 1 + 7 * 2
