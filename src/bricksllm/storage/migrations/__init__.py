@@ -1,0 +1,1 @@
+"""Alembic migrations for the SQL backends, run programmatically by `bricksllm.storage.sql.migrate`."""

@@ -1,0 +1,270 @@
+"""`SqlConfigStore`: keys, provider settings and custom providers in SQLite or PostgreSQL.
+
+Every write runs in one transaction that also increments `config_version` (and, on PostgreSQL,
+sends `pg_notify` with the new version), so a reader that sees version v sees every write up to
+v, and other instances hear about changes at commit. Rows are converted to and from the frozen
+domain dataclasses here; list fields are stored as JSON arrays, prices and route configs as
+JSON objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bricksllm.domain.models import CustomProvider, Key, ModelPrice, PathConfig, ProviderSetting, RouteConfig
+from bricksllm.errors import NotFound
+from bricksllm.ports import ConfigSnapshot
+from bricksllm.storage.sql_engine import translate_errors, write_transaction
+from bricksllm.storage.sql_listen import ConfigListener
+from bricksllm.storage.tables import config_version, custom_providers, keys, provider_settings
+
+T = TypeVar("T")
+
+
+def _build(cls: type[T], data: Mapping[str, Any]) -> T:
+    """A dataclass from a stored JSON object, ignoring fields this version does not know."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def key_row(key: Key) -> dict[str, Any]:
+    row = {f.name: getattr(key, f.name) for f in dataclasses.fields(Key)}
+    row["tags"] = list(key.tags)
+    row["setting_ids"] = list(key.setting_ids)
+    row["allowed_paths"] = [dataclasses.asdict(p) for p in key.allowed_paths]
+    return row
+
+
+def key_from_row(row: sa.Row[Any]) -> Key:
+    m = row._mapping
+    return Key(
+        **{k: m[k] for k in m if k not in {"tags", "setting_ids", "allowed_paths"}},
+        tags=tuple(m["tags"]),
+        setting_ids=tuple(m["setting_ids"]),
+        allowed_paths=tuple(_build(PathConfig, p) for p in m["allowed_paths"]),
+    )
+
+
+def setting_row(setting: ProviderSetting) -> dict[str, Any]:
+    return {
+        "id": setting.id,
+        "provider": setting.provider,
+        "name": setting.name,
+        "setting": dict(setting.setting),
+        "allowed_models": list(setting.allowed_models),
+        "prices": {model: dataclasses.asdict(price) for model, price in setting.prices.items()},
+        "created_at": setting.created_at,
+        "updated_at": setting.updated_at,
+    }
+
+
+def setting_from_row(row: sa.Row[Any]) -> ProviderSetting:
+    m = row._mapping
+    return ProviderSetting(
+        id=m["id"],
+        provider=m["provider"],
+        name=m["name"],
+        setting=dict(m["setting"]),
+        allowed_models=tuple(m["allowed_models"]),
+        prices={model: _build(ModelPrice, price) for model, price in m["prices"].items()},
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def provider_row(provider: CustomProvider) -> dict[str, Any]:
+    return {
+        "id": provider.id,
+        "provider": provider.provider.lower(),
+        "route_configs": [dataclasses.asdict(r) for r in provider.route_configs],
+        "authentication_param": provider.authentication_param,
+        "created_at": provider.created_at,
+        "updated_at": provider.updated_at,
+    }
+
+
+def provider_from_row(row: sa.Row[Any]) -> CustomProvider:
+    m = row._mapping
+    return CustomProvider(
+        id=m["id"],
+        provider=m["provider"],
+        route_configs=tuple(_build(RouteConfig, r) for r in m["route_configs"]),
+        authentication_param=m["authentication_param"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+_KEYS = sa.select(keys).order_by(keys.c.created_at, keys.c.key_id)
+_SETTINGS = sa.select(provider_settings).order_by(provider_settings.c.created_at, provider_settings.c.id)
+_PROVIDERS = sa.select(custom_providers).order_by(custom_providers.c.created_at, custom_providers.c.id)
+_VERSION = sa.select(config_version.c.version).where(config_version.c.id == 1)
+
+
+class SqlConfigStore:
+    """Implements `ports.ConfigStore`. `channel`/`listen_args` are given on PostgreSQL only."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        channel: str | None = None,
+        listen_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._channel = channel if self._postgres else None
+        self._listen_args = dict(listen_args or {})
+        self._listeners: list[ConfigListener] = []
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def _bump(self, conn: AsyncConnection) -> None:
+        version = await conn.scalar(
+            sa.update(config_version)
+            .where(config_version.c.id == 1)
+            .values(version=config_version.c.version + 1)
+            .returning(config_version.c.version)
+        )
+        if self._channel:
+            await conn.execute(sa.select(sa.func.pg_notify(self._channel, str(version))))
+
+    async def _insert(self, table: sa.Table, row: dict[str, Any], action: str, conflict: str) -> None:
+        async with translate_errors(action, conflict=conflict), write_transaction(self._engine) as conn:
+            await conn.execute(table.insert().values(**row))
+            await self._bump(conn)
+
+    async def _update(
+        self, table: sa.Table, id_column: str, row: dict[str, Any], action: str, conflict: str
+    ) -> None:
+        async with translate_errors(action, conflict=conflict), write_transaction(self._engine) as conn:
+            stmt = table.update().where(table.c[id_column] == row[id_column]).values(**row)
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise NotFound(f"{action}: {row[id_column]} does not exist")
+            await self._bump(conn)
+
+    async def create_key(self, key: Key) -> None:
+        await self._insert(keys, key_row(key), "creating a key", "a key with this secret already exists")
+
+    async def update_key(self, key: Key) -> None:
+        await self._update(
+            keys, "key_id", key_row(key), "updating a key", "a key with this secret already exists"
+        )
+
+    async def delete_key(self, key_id: str) -> bool:
+        async with translate_errors("deleting a key"), write_transaction(self._engine) as conn:
+            deleted = (await conn.execute(sa.delete(keys).where(keys.c.key_id == key_id))).rowcount
+            if deleted:
+                await self._bump(conn)
+        return bool(deleted)
+
+    async def create_setting(self, setting: ProviderSetting) -> None:
+        await self._insert(
+            provider_settings,
+            setting_row(setting),
+            "creating a provider setting",
+            "a provider setting with this id already exists",
+        )
+
+    async def update_setting(self, setting: ProviderSetting) -> None:
+        await self._update(
+            provider_settings,
+            "id",
+            setting_row(setting),
+            "updating a provider setting",
+            "a provider setting with this id already exists",
+        )
+
+    async def create_custom_provider(self, provider: CustomProvider) -> None:
+        await self._insert(
+            custom_providers,
+            provider_row(provider),
+            "creating a custom provider",
+            f"a custom provider named {provider.provider.lower()!r} already exists",
+        )
+
+    async def update_custom_provider(self, provider: CustomProvider) -> None:
+        await self._update(
+            custom_providers,
+            "id",
+            provider_row(provider),
+            "updating a custom provider",
+            f"a custom provider named {provider.provider.lower()!r} already exists",
+        )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _one(self, stmt: sa.Select[Any], action: str) -> sa.Row[Any] | None:
+        async with translate_errors(action), self._engine.connect() as conn:
+            return (await conn.execute(stmt)).first()
+
+    async def _all(self, stmt: sa.Select[Any], action: str) -> list[sa.Row[Any]]:
+        async with translate_errors(action), self._engine.connect() as conn:
+            return list((await conn.execute(stmt)).all())
+
+    async def get_key(self, key_id: str) -> Key | None:
+        row = await self._one(sa.select(keys).where(keys.c.key_id == key_id), "reading a key")
+        return key_from_row(row) if row else None
+
+    async def list_keys(self) -> list[Key]:
+        return [key_from_row(r) for r in await self._all(_KEYS, "listing keys")]
+
+    async def get_setting(self, setting_id: str) -> ProviderSetting | None:
+        stmt = sa.select(provider_settings).where(provider_settings.c.id == setting_id)
+        row = await self._one(stmt, "reading a provider setting")
+        return setting_from_row(row) if row else None
+
+    async def list_settings(self) -> list[ProviderSetting]:
+        return [setting_from_row(r) for r in await self._all(_SETTINGS, "listing provider settings")]
+
+    async def get_custom_provider(self, provider_id: str) -> CustomProvider | None:
+        stmt = sa.select(custom_providers).where(custom_providers.c.id == provider_id)
+        row = await self._one(stmt, "reading a custom provider")
+        return provider_from_row(row) if row else None
+
+    async def list_custom_providers(self) -> list[CustomProvider]:
+        return [provider_from_row(r) for r in await self._all(_PROVIDERS, "listing custom providers")]
+
+    async def version(self) -> int:
+        async with translate_errors("reading the config version"), self._engine.connect() as conn:
+            return int(await conn.scalar(_VERSION) or 0)
+
+    async def snapshot(self) -> ConfigSnapshot:
+        """Version and all objects from one database snapshot (REPEATABLE READ on PostgreSQL;
+        a single read transaction on SQLite), so they are mutually consistent."""
+        async with translate_errors("loading the configuration"), self._engine.connect() as conn:
+            if self._postgres:
+                await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            async with conn.begin():
+                version = int(await conn.scalar(_VERSION) or 0)
+                key_rows = (await conn.execute(_KEYS)).all()
+                setting_rows = (await conn.execute(_SETTINGS)).all()
+                provider_rows = (await conn.execute(_PROVIDERS)).all()
+        return ConfigSnapshot(
+            version=version,
+            keys=[key_from_row(r) for r in key_rows],
+            settings=[setting_from_row(r) for r in setting_rows],
+            custom_providers=[provider_from_row(r) for r in provider_rows],
+        )
+
+    # -- change notification ---------------------------------------------------------------
+
+    async def listen(self, on_change: Callable[[], None]) -> None:
+        """PostgreSQL: LISTEN on a dedicated connection (reconnecting quietly) and call
+        `on_change` on every committed config write, from any instance. SQLite has no
+        notifications: a no-op, callers poll `version()` (cheap: one row)."""
+        if not self._channel:
+            return
+        listener = ConfigListener(self._channel, self._listen_args, on_change)
+        self._listeners.append(listener)
+        await listener.start()
+
+    async def close(self) -> None:
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            await listener.close()

@@ -1,0 +1,210 @@
+"""`SqlEventStore`: recorded requests, their queries and time-series reports.
+
+Filtering and aggregation happen in SQL on both dialects; only the tag test and the latency
+percentiles differ: PostgreSQL uses JSONB containment and `percentile_cont`, SQLite uses
+`json_each` and `domain.reporting.percentile_cont` over the fetched, sorted latencies. Every
+value reaches the database as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bricksllm.domain.models import Event
+from bricksllm.domain.reporting import bucket_starts, percentile_cont
+from bricksllm.errors import Invalid
+from bricksllm.ports import DataPoint, EventQuery, Report, ReportQuery
+from bricksllm.storage.sql_engine import translate_errors
+from bricksllm.storage.tables import events as events_table
+
+# Statuses the gateway itself answers without forwarding: not admitted, not counted as usage.
+REJECTED_STATUSES = (401, 403, 429)
+PERCENTILES = (0.5, 0.99)
+
+_c = events_table.c
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text and JSONB cannot hold NUL; request-derived strings may contain it."""
+    return value.replace("\x00", "")
+
+
+def event_row(event: Event) -> dict[str, Any]:
+    return {
+        "id": _text(event.id),
+        "created_at": event.created_at,
+        "key_id": _text(event.key_id),
+        "tags": [_text(t) for t in event.tags],
+        "provider": _text(event.provider),
+        "model": _text(event.model),
+        "status": event.status,
+        "cost_micros": event.cost_micros,
+        "prompt_token_count": event.prompt_token_count,
+        "completion_token_count": event.completion_token_count,
+        "latency_in_ms": event.latency_in_ms,
+        "path": _text(event.path),
+        "method": _text(event.method),
+        "custom_id": _text(event.custom_id),
+    }
+
+
+def event_from_row(row: sa.Row[Any]) -> Event:
+    m = row._mapping
+    return Event(**{k: m[k] for k in m if k != "tags"}, tags=tuple(m["tags"]))
+
+
+def _int(value: Any) -> int:
+    """SUM over BIGINT is NUMERIC (Decimal) on PostgreSQL and NULL over no rows."""
+    return int(value or 0)
+
+
+class SqlEventStore:
+    """Implements `ports.EventStore` on the engine it is given (which it does not own)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+
+    async def insert_events(self, events: Sequence[Event]) -> None:
+        """One statement for the batch. Idempotent on event id, so the writer can retry a
+        batch whose commit succeeded but whose acknowledgement was lost."""
+        if not events:
+            return
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        stmt = dialect_insert(events_table).on_conflict_do_nothing(index_elements=[_c.id])
+        async with translate_errors("recording events"), self._engine.begin() as conn:
+            await conn.execute(stmt, [event_row(e) for e in events])
+
+    def _where(
+        self,
+        *,
+        key_ids: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        custom_ids: Sequence[str] = (),
+        start: int | None = None,
+        end: int | None = None,
+    ) -> list[sa.ColumnElement[bool]]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if key_ids:
+            conditions.append(_c.key_id.in_(key_ids))
+        if tags:
+            conditions.extend(self._has_all_tags(tags))
+        if custom_ids:
+            conditions.append(_c.custom_id.in_(custom_ids))
+        if start is not None:
+            conditions.append(_c.created_at >= start)
+        if end is not None:
+            conditions.append(_c.created_at < end)
+        return conditions
+
+    def _has_all_tags(self, tags: Sequence[str]) -> list[sa.ColumnElement[bool]]:
+        if self._postgres:
+            return [sa.type_coerce(_c.tags, JSONB).contains(list(tags))]
+        conditions: list[sa.ColumnElement[bool]] = []
+        for tag in dict.fromkeys(tags):
+            each = sa.func.json_each(_c.tags).table_valued("value")
+            conditions.append(sa.exists().where(each.c.value == tag))
+        return conditions
+
+    async def query_events(self, query: EventQuery) -> list[Event]:
+        """Newest first (ties by id). `limit` <= 0 means no limit."""
+        where = self._where(
+            key_ids=query.key_ids,
+            tags=query.tags,
+            custom_ids=(query.custom_id,) if query.custom_id else (),
+            start=query.start,
+            end=query.end,
+        )
+        stmt = (
+            sa.select(events_table).where(*where).order_by(_c.created_at.desc(), _c.id).offset(query.offset)
+        )
+        if query.limit > 0:
+            stmt = stmt.limit(query.limit)
+        async with translate_errors("querying events"), self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [event_from_row(r) for r in rows]
+
+    async def report(self, query: ReportQuery) -> Report:
+        """One data point per bucket [start + i*increment, start + (i+1)*increment) that starts
+        before `end`, empty buckets included; percentiles over the same filtered events."""
+        if query.increment <= 0:
+            raise Invalid("increment must be positive", fields=["increment"])
+        starts = bucket_starts(query.start, query.end, query.increment)
+        if not starts:
+            return Report()
+        where = self._where(
+            key_ids=query.key_ids,
+            tags=query.tags,
+            custom_ids=query.custom_ids,
+            start=query.start,
+            end=query.end,
+        )
+        async with translate_errors("building a report"), self._engine.connect() as conn:
+            by_bucket = await self._aggregate(conn, query, where)
+            median, p99 = await self._percentiles(conn, where)
+        points = [by_bucket.get(i) or DataPoint(time_stamp=s) for i, s in enumerate(starts)]
+        return Report(data_points=points, latency_median_ms=median, latency_p99_ms=p99)
+
+    async def _aggregate(
+        self, conn: AsyncConnection, query: ReportQuery, where: list[sa.ColumnElement[bool]]
+    ) -> dict[int, DataPoint]:
+        # The bucket number is computed in a subquery and grouped on by name: PostgreSQL does
+        # not treat two renderings of an expression with separate bind parameters as equal.
+        bucket = ((_c.created_at - query.start) // query.increment).label("bucket")
+        inner = sa.select(bucket, events_table).where(*where).subquery()
+        ok = sa.and_(inner.c.status >= 200, inner.c.status < 300)
+        stmt = sa.select(
+            inner.c.bucket,
+            sa.func.count(),
+            sa.func.sum(inner.c.cost_micros),
+            sa.func.sum(inner.c.latency_in_ms),
+            sa.func.sum(inner.c.prompt_token_count),
+            sa.func.sum(inner.c.completion_token_count),
+            sa.func.count().filter(ok),
+        ).group_by(inner.c.bucket)
+        points: dict[int, DataPoint] = {}
+        for index, count, cost, latency, prompt, completion, success in await conn.execute(stmt):
+            points[index] = DataPoint(
+                time_stamp=query.start + index * query.increment,
+                number_of_requests=_int(count),
+                cost_micros=_int(cost),
+                latency_sum_ms=_int(latency),
+                prompt_token_count=_int(prompt),
+                completion_token_count=_int(completion),
+                success_count=_int(success),
+            )
+        return points
+
+    async def _percentiles(
+        self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]
+    ) -> tuple[float, float]:
+        if self._postgres:
+            stmt = sa.select(
+                *(sa.func.percentile_cont(q).within_group(_c.latency_in_ms) for q in PERCENTILES)
+            ).where(*where)
+            row = (await conn.execute(stmt)).one()
+            return float(row[0] or 0.0), float(row[1] or 0.0)
+        stmt = sa.select(_c.latency_in_ms).where(*where).order_by(_c.latency_in_ms)
+        latencies = list((await conn.scalars(stmt)).all())
+        median, p99 = (percentile_cont(latencies, q) for q in PERCENTILES)
+        return median, p99
+
+    async def key_usage(self, key_id: str, since: int) -> tuple[int, int]:
+        """(events of the key since `since` that the gateway admitted, i.e. not answered
+        401/403/429 by itself; cost of all its events since `since`)."""
+        stmt = sa.select(
+            sa.func.count().filter(_c.status.not_in(REJECTED_STATUSES)),
+            sa.func.sum(_c.cost_micros),
+        ).where(_c.key_id == key_id, _c.created_at >= since)
+        async with translate_errors("reading key usage"), self._engine.connect() as conn:
+            admitted, cost = (await conn.execute(stmt)).one()
+        return _int(admitted), _int(cost)
+
+    async def close(self) -> None:
+        """Nothing to release: the engine belongs to `SqlStores`."""
