@@ -15,6 +15,7 @@ import logging
 from collections import deque
 
 from bricksllm.domain.models import Event
+from bricksllm.errors import Unavailable
 from bricksllm.ports import EventStore, Metrics
 
 log = logging.getLogger(__name__)
@@ -71,22 +72,40 @@ class EventWriter:
             log.error("%d events could not be written before shutdown", len(self._buffer))
 
     async def flush(self) -> bool:
-        """Write up to one batch. Returns False if the store refused it (the batch is kept)."""
+        """Write up to one batch. Returns False if the store is unreachable (the batch is kept)."""
         async with self._writing:
             if not self._buffer:
                 return True
             batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
             try:
                 await self._store.insert_events(batch)
-            except Exception:
+                done = batch
+            except Unavailable:
                 self._metrics.incr("events.write_error")
                 log.warning("writing %d events failed; will retry", len(batch), exc_info=True)
                 return False
-            written = {id(e) for e in batch}
-            while self._buffer and id(self._buffer[0]) in written:  # overflow may have dropped some already
+            except Exception:  # not an outage: retrying the batch cannot help; keep all but the bad ones
+                log.exception("a batch of %d events was refused; writing them one by one", len(batch))
+                done = await self._write_one_by_one(batch)
+            handled = {id(e) for e in done}
+            while self._buffer and id(self._buffer[0]) in handled:  # overflow may have dropped some already
                 self._buffer.popleft()
-            self._metrics.incr("events.written", len(batch))
-            return True
+            self._metrics.incr("events.written", len(done))
+            return len(done) == len(batch)
+
+    async def _write_one_by_one(self, batch: list[Event]) -> list[Event]:
+        """Write each event alone; drop (and count) the ones the store refuses. Stops at an outage
+        and returns the events handled so far."""
+        for i, event in enumerate(batch):
+            try:
+                await self._store.insert_events([event])
+            except Unavailable:
+                return batch[:i]
+            except Exception:
+                self.dropped += 1
+                self._metrics.incr("events.rejected")
+                log.error("event %s was refused by the store and dropped", event.id)
+        return batch
 
     async def _run(self) -> None:
         backoff = self._flush_interval
