@@ -61,11 +61,11 @@ class Cluster:
             await resp.read()
             return resp.status
 
-    async def wait_for(self, check: Callable[[], Any], timeout: float = 5.0) -> float:
+    async def wait_for(self, check: Callable[[], Any], within: float = 5.0) -> float:
         """Seconds until `check()` is true (polled every 5 ms)."""
         start = time.perf_counter()
         while not await check():
-            assert time.perf_counter() - start < timeout, "condition not reached in time"
+            assert time.perf_counter() - start < within, "condition not reached in time"
             await asyncio.sleep(0.005)
         return time.perf_counter() - start
 
