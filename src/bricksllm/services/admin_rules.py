@@ -1,0 +1,160 @@
+"""Validation rules of the admin use cases that span several fields or a whole object.
+
+Per-field shape rules (types, non-empty strings, non-negative numbers) are checked by the HTTP
+schemas before a service is called; the rules here are the ones that must hold on the *merged*
+object after a partial update, so they are written once and applied to creates and updates
+alike. Each function returns a list of (field, message) pairs, empty when the object is valid;
+`raise_if` turns a non-empty list into one `Invalid` naming every field. Field names are the
+public JSON names, because they are what an operator sees and must fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from bricksllm.domain.limits import COST_UNITS, RATE_UNITS
+from bricksllm.domain.models import CustomProvider, Key, RouteConfig
+from bricksllm.errors import Invalid
+
+Problems = list[tuple[str, str]]
+
+BUILTIN_PROVIDERS = ("openai", "anthropic", "azure", "vllm", "deepinfra", "bedrock")
+
+# Keys each built-in provider needs in `setting` (missing or empty -> 400).
+REQUIRED_SETTING_KEYS: Mapping[str, tuple[str, ...]] = {
+    "openai": ("apikey",),
+    "anthropic": ("apikey",),
+    "deepinfra": ("apikey",),
+    "azure": ("apikey", "resourceName"),
+    "vllm": ("url",),
+    "bedrock": ("awsAccessKeyId", "awsSecretAccessKey", "awsRegion"),
+}
+
+# The only `setting` entries ever returned by the admin API; every other value is a credential.
+PUBLIC_SETTING_KEYS = ("url", "resourceName", "apiVersion", "awsRegion")
+
+_WHITESPACE = re.compile(r"\s")
+
+
+def raise_if(problems: Problems) -> None:
+    if problems:
+        detail = "; ".join(f"{field}: {message}" for field, message in problems)
+        raise Invalid(detail, fields=list(dict.fromkeys(field for field, _ in problems)))
+
+
+def is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname) and not _WHITESPACE.search(value)
+
+
+def _pair(amount_field: str, unit_field: str, amount: float, unit: str, units: Iterable[str]) -> Problems:
+    allowed = sorted(units)
+    if unit and unit not in allowed:
+        return [(unit_field, f"must be one of {', '.join(allowed)}")]
+    if unit and amount <= 0:
+        return [(amount_field, f"must be positive when {unit_field} is set (set both to clear the limit)")]
+    if amount > 0 and not unit:
+        return [(unit_field, f"is required when {amount_field} is set")]
+    return []
+
+
+def key_problems(key: Key) -> Problems:
+    """The rules a stored key must satisfy, whether just created or merged from a patch."""
+    problems: Problems = []
+    if not key.name.strip():
+        problems.append(("name", "must not be empty"))
+    if any(not t.strip() for t in key.tags):
+        problems.append(("tags", "entries must not be empty"))
+    if not key.setting_id and not key.setting_ids:
+        problems.append(("settingId", "settingId or settingIds is required"))
+    if any(not s for s in key.setting_ids):
+        problems.append(("settingIds", "entries must not be empty"))
+    for name, value in (
+        ("costLimitInUsd", key.cost_limit_micros),
+        ("costLimitInUsdOverTime", key.cost_limit_over_time_micros),
+        ("rateLimitOverTime", key.rate_limit_over_time),
+    ):
+        if value < 0:
+            problems.append((name, "must not be negative"))
+    problems += _pair(
+        "costLimitInUsdOverTime",
+        "costLimitInUsdUnit",
+        key.cost_limit_over_time_micros,
+        key.cost_limit_unit,
+        COST_UNITS,
+    )
+    problems += _pair(
+        "rateLimitOverTime", "rateLimitUnit", key.rate_limit_over_time, key.rate_limit_unit, RATE_UNITS
+    )
+    for i, p in enumerate(key.allowed_paths):
+        if not p.path.startswith("/"):
+            problems.append((f"allowedPaths[{i}].path", "must start with /"))
+        if not p.method.strip():
+            problems.append((f"allowedPaths[{i}].method", "must not be empty"))
+    return problems
+
+
+def setting_problems(provider: str, setting: Mapping[str, str], required: Iterable[str]) -> Problems:
+    """`setting` after merging; `required` the keys the provider cannot work without."""
+    problems: Problems = [
+        (f"setting.{name}", f"is required for provider {provider}")
+        for name in required
+        if not setting.get(name)
+    ]
+    url = setting.get("url", "")
+    if url and not is_http_url(url):
+        problems.append(("setting.url", "must be an http(s) URL"))
+    return problems
+
+
+def route_config_problems(configs: Iterable[RouteConfig]) -> Problems:
+    problems: Problems = []
+    seen: set[str] = set()
+    configs = list(configs)
+    if not configs:
+        return [("route_configs", "at least one route config is required")]
+    for i, rc in enumerate(configs):
+        at = f"route_configs[{i}]"
+        if not rc.path:
+            problems.append((f"{at}.path", "is required"))
+        elif not rc.path.startswith("/") or _WHITESPACE.search(rc.path):
+            problems.append((f"{at}.path", "must start with / and contain no whitespace"))
+        elif rc.path in seen:
+            problems.append((f"{at}.path", f"duplicates the path {rc.path}"))
+        seen.add(rc.path)
+        if not rc.target_url:
+            problems.append((f"{at}.target_url", "is required"))
+        elif not is_http_url(rc.target_url):
+            problems.append((f"{at}.target_url", "must be an http(s) URL"))
+        for name in ("model_location", "request_prompt_location", "response_completion_location"):
+            if not getattr(rc, name):
+                problems.append((f"{at}.{name}", "is required"))
+        if rc.stream_location:
+            for name in ("stream_end_word", "stream_response_completion_location"):
+                if not getattr(rc, name):
+                    problems.append((f"{at}.{name}", "is required when stream_location is set"))
+        if rc.stream_max_empty_messages < 0:
+            problems.append((f"{at}.stream_max_empty_messages", "must not be negative"))
+    return problems
+
+
+def custom_provider_problems(provider: CustomProvider, taken: Iterable[str]) -> Problems:
+    """`taken`: names of the other custom providers (lower-case)."""
+    problems: Problems = []
+    name = provider.provider
+    if not name:
+        problems.append(("provider", "is required"))
+    elif _WHITESPACE.search(name):
+        problems.append(("provider", "must not contain whitespace"))
+    elif name in BUILTIN_PROVIDERS:
+        problems.append(("provider", f"{name} is a built-in provider name"))
+    elif name in set(taken):
+        problems.append(("provider", f"a custom provider named {name} already exists"))
+    if _WHITESPACE.search(provider.authentication_param):
+        problems.append(("authentication_param", "must not contain whitespace"))
+    return problems + route_config_problems(provider.route_configs)
