@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bricksllm: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiosqlite", "sqlalchemy", "asyncpg", "alembic"):  # their DEBUG records carry SQL parameters
+    # the drivers' DEBUG records carry SQL parameters (provider credentials): keep them quiet
+    for noisy in ("aiosqlite", "sqlalchemy", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         import uvloop
