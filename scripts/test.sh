@@ -10,4 +10,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet -e '.[dev]'
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"

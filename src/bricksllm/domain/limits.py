@@ -30,12 +30,11 @@ def window(unit: str, now: float) -> Window:
     t = int(now)
     if unit == "mo":
         d = datetime.fromtimestamp(t, UTC)
-        start = datetime(d.year, d.month, 1, tzinfo=UTC)
-        end = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=UTC)
-        return Window(unit, int(start.timestamp()), int(end.timestamp()))
+        month_start = datetime(d.year, d.month, 1, tzinfo=UTC)
+        month_end = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=UTC)
+        return Window(unit, int(month_start.timestamp()), int(month_end.timestamp()))
     size = _UNIT_SECONDS[unit]
-    start = t - t % size
-    return Window(unit, start, start + size)
+    return Window(unit, t - t % size, t - t % size + size)
 
 
 @dataclass(frozen=True, slots=True)
