@@ -57,9 +57,8 @@ class Gateway:
             await redis_counters.connect()
             self.counters = redis_counters
         else:
-            memory = MemoryCounters(now=self.clock)
-            await self._seed(memory)
-            self.counters = memory
+            self.counters = MemoryCounters(now=self.clock)
+        await self._seed(self.counters)
         self.config = ConfigCache(self.stores.config, s.config_refresh_interval, self.metrics)
         await self.config.start()
         self.events = EventWriter(
@@ -109,14 +108,15 @@ class Gateway:
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else port
 
-    async def _seed(self, counters: MemoryCounters) -> None:
-        """Rebuild in-process counters from recorded events, so a restart keeps limits and spend."""
+    async def _seed(self, counters: Counters) -> None:
+        """Rebuild missing counters from recorded events, so a restart (of the gateway on the
+        embedded default, or of a Redis without persistence) keeps limits and spend."""
         now = self.clock()
         events = self.stores.events
         for key in await self.stores.config.list_keys():
             _, spent = await events.key_usage(key.key_id, 0)
             if spent:
-                counters.seed(f"{key.key_id}:spend", spent, None)
+                await counters.seed(f"{key.key_id}:spend", spent, None)
             p = plan(key, now)
             for quota in (*p.spend, p.rate):
                 if quota is None or quota.window is None:
@@ -124,7 +124,7 @@ class Gateway:
                 requests, cost = await events.key_usage(key.key_id, quota.window.start)
                 value = requests if quota.kind == "rate" else cost
                 if value:
-                    counters.seed(quota.counter_id(key.key_id), value, quota.window.end)
+                    await counters.seed(quota.counter_id(key.key_id), value, quota.window.expires_at)
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (they settle their spend), flush every event."""

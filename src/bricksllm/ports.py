@@ -117,6 +117,10 @@ class Counters(Protocol):
         """The key's all-time spend in micro-dollars."""
         ...
 
+    async def seed(self, counter_id: str, value: int, expires_at: int | None) -> None:
+        """Set a counter that does not exist yet (start-up rebuild from recorded events)."""
+        ...
+
     async def close(self) -> None: ...
 
 

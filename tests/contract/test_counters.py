@@ -16,16 +16,15 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bricksllm.domain.limits import AdmissionPlan, Quota, Window, plan, window
+from bricksllm.domain.limits import COUNTER_GRACE_SECONDS, AdmissionPlan, Quota, Window, plan, window
 from bricksllm.domain.models import Key
 from bricksllm.errors import Unavailable
 from bricksllm.ports import Counters
 from bricksllm.settings import RedisSettings
-from bricksllm.storage import memory_counters, redis_counters
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
 
-GRACE = memory_counters.COUNTER_GRACE_SECONDS
+GRACE = COUNTER_GRACE_SECONDS
 Factory = Callable[[], Counters]
 
 
@@ -240,10 +239,6 @@ async def raw_redis(redis_settings: RedisSettings) -> AsyncIterator[aioredis.Red
     await client.aclose()
 
 
-def test_both_backends_keep_windows_for_the_same_grace() -> None:
-    assert memory_counters.COUNTER_GRACE_SECONDS == redis_counters.COUNTER_GRACE_SECONDS > 0
-
-
 @pytest.mark.redis
 async def test_redis_window_keys_expire_at_the_window_end_plus_grace(
     redis_settings: RedisSettings, raw_redis: aioredis.Redis
@@ -361,13 +356,24 @@ async def test_memory_seed_rebuilds_counters() -> None:
     counters = MemoryCounters(now=clock)
     w = window("h", clock.t)
     rate = Quota("rate", 3, w)
-    counters.seed("k:spend", 500, None)
-    counters.seed(rate.counter_id("k"), 2, w.end + GRACE)
-    counters.seed("k:rate:h:0", 99, 3600 + GRACE)  # long over: ignored
+    await counters.seed("k:spend", 500, None)
+    await counters.seed(rate.counter_id("k"), 2, w.expires_at)
+    await counters.seed("k:rate:h:0", 99, 3600 + GRACE)  # long over: ignored
     assert await counters.spend("k") == 500
     assert (await counters.admit("k", AdmissionPlan((), rate))).rate_remaining == 0
     assert not (await counters.admit("k", AdmissionPlan((), rate))).allowed
     assert (await counters.admit("k", AdmissionPlan((Quota("spend", 500),)))).denied_by == Quota("spend", 500)
-    counters.seed(rate.counter_id("k"), 0, None)  # re-seeding replaces value and expiry
     clock.t = w.end + GRACE + 1
-    assert len(counters) == 2
+    assert len(counters) == 1  # the window's counter is gone, the all-time spend stays
+
+async def test_seed_sets_only_missing_counters(counters: Counters) -> None:
+    w = window("h", time.time())
+    rate = Quota("rate", 5, w)
+    await counters.seed(rate.counter_id("k"), 3, w.expires_at)
+    await counters.seed(rate.counter_id("k"), 99, w.expires_at)  # exists already: kept at 3
+    await counters.seed("k:spend", 700, None)
+    assert (await counters.admit("k", AdmissionPlan((), rate))).rate_remaining == 1
+    assert await counters.spend("k") == 700
+    await counters.settle("k", 50, None)
+    await counters.seed("k:spend", 1, None)
+    assert await counters.spend("k") == 750

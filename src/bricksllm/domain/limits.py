@@ -16,6 +16,9 @@ from bricksllm.domain.models import Key
 RATE_UNITS = frozenset({"s", "m", "h", "d"})
 COST_UNITS = frozenset({"m", "h", "d", "mo"})
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Counters outlive their window by this much: requests that straddle the boundary and clock drift
+# between instances and Redis must not find a window's counter already gone.
+COUNTER_GRACE_SECONDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +26,11 @@ class Window:
     unit: str
     start: int  # unix seconds, inclusive
     end: int  # unix seconds, exclusive
+
+    @property
+    def expires_at(self) -> int:
+        """When a counter of this window may be forgotten."""
+        return self.end + COUNTER_GRACE_SECONDS
 
 
 def window(unit: str, now: float) -> Window:

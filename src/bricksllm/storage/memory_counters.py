@@ -18,14 +18,11 @@ from collections.abc import Callable
 from bricksllm.domain.limits import Admission, AdmissionPlan, Quota, Window, decide
 
 # Keep a window's counter this long after the window ends, so a request planned just before
-# the boundary and admitted just after it still counts where its plan says. Must equal
-# redis_counters.COUNTER_GRACE_SECONDS (the contract suite checks both).
-COUNTER_GRACE_SECONDS = 10
 
 
 def expiry(window: Window) -> int:
     """When a counter of `window` may be forgotten (unix seconds)."""
-    return window.end + COUNTER_GRACE_SECONDS
+    return window.expires_at
 
 
 class MemoryCounters:
@@ -67,11 +64,12 @@ class MemoryCounters:
     async def spend(self, key_id: str) -> int:
         return self._values.get(Quota("spend", 0).counter_id(key_id), 0)
 
-    def seed(self, counter_id: str, value: int, expires_at: int | None) -> None:
-        """Set a counter (start-up rebuild from recorded events); an already-ended one is ignored."""
+    async def seed(self, counter_id: str, value: int, expires_at: int | None) -> None:
+        """Set a counter that does not exist yet (start-up rebuild from recorded events); one whose
+        window has already ended is ignored."""
         now = self._now()
         self._sweep(now)
-        if expires_at is not None and expires_at <= now:
+        if (expires_at is not None and expires_at <= now) or counter_id in self._values:
             return
         self._values[counter_id] = value
         self._set_expiry(counter_id, expires_at)

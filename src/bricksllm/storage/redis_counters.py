@@ -17,6 +17,7 @@ fails the request or lets it through is the proxy service's decision, not ours.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,9 +29,6 @@ from redis.exceptions import RedisError
 from bricksllm.domain.limits import Admission, AdmissionPlan, Quota, Window
 from bricksllm.errors import Unavailable
 from bricksllm.settings import RedisSettings
-
-# Must equal memory_counters.COUNTER_GRACE_SECONDS (the contract suite checks both).
-COUNTER_GRACE_SECONDS = 10
 
 # KEYS: the plan's spend counters, then the rate counter if the plan has one.
 # ARGV: number of spend counters, each spend limit, then the rate limit and its EXPIREAT (0: none).
@@ -114,7 +112,7 @@ class RedisCounters:
         rate = plan.rate
         if rate is not None:
             keys.append(self._key(rate.counter_id(key_id)))
-            args += [rate.limit, rate.window.end + COUNTER_GRACE_SECONDS if rate.window else 0]
+            args += [rate.limit, rate.window.expires_at if rate.window else 0]
         with _translated():
             allowed, index, remaining = await self._admit_script(keys=keys, args=args)
         if allowed:
@@ -131,8 +129,16 @@ class RedisCounters:
                 if window is not None:
                     key = self._key(Quota("spend_window", 0, window).counter_id(key_id))
                     pipe.incrby(key, micros)
-                    pipe.expireat(key, window.end + COUNTER_GRACE_SECONDS)
+                    pipe.expireat(key, window.expires_at)
                 await pipe.execute()
+
+    async def seed(self, counter_id: str, value: int, expires_at: int | None) -> None:
+        """Set a counter that does not exist yet (SET NX): after a Redis restart or on a first
+        deployment, limits start from the recorded events instead of from zero."""
+        if expires_at is not None and expires_at <= time.time():
+            return
+        with _translated():
+            await self._client.set(self._key(counter_id), value, nx=True, exat=expires_at)
 
     async def spend(self, key_id: str) -> int:
         with _translated():
