@@ -13,9 +13,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "bricksllm"
 
 FORBIDDEN = {
-    "domain": {"asyncio", "aiohttp", "sqlalchemy", "alembic", "redis", "asyncpg", "aiosqlite", "os", "time",
-               "socket", "bricksllm.http", "bricksllm.services", "bricksllm.storage", "bricksllm.providers",
-               "bricksllm.ports", "bricksllm.settings"},
+    "domain": {"asyncio", "aiohttp", "sqlalchemy", "alembic", "redis", "asyncpg", "aiosqlite", "os",
+               "time", "socket", "bricksllm.http", "bricksllm.services", "bricksllm.storage",
+               "bricksllm.providers", "bricksllm.ports", "bricksllm.settings"},
     "providers": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.services", "bricksllm.storage"},
     "services": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.storage", "bricksllm.app"},
     "storage": {"aiohttp", "bricksllm.http", "bricksllm.services", "bricksllm.app"},
