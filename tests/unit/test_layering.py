@@ -16,7 +16,8 @@ FORBIDDEN = {
     "domain": {"asyncio", "aiohttp", "sqlalchemy", "alembic", "redis", "asyncpg", "aiosqlite", "os",
                "time", "socket", "bricksllm.http", "bricksllm.services", "bricksllm.storage",
                "bricksllm.providers", "bricksllm.ports", "bricksllm.settings"},
-    "providers": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.services", "bricksllm.storage"},
+    "providers": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.services",
+                  "bricksllm.storage"},
     "services": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.storage", "bricksllm.app"},
     "storage": {"aiohttp", "bricksllm.http", "bricksllm.services", "bricksllm.app"},
 }  # fmt: skip
