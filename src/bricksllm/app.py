@@ -6,7 +6,6 @@ Tests build a `Gateway` from `Settings` exactly as `bricksllm serve` does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -14,7 +13,6 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from bricksllm.domain import tokens
 from bricksllm.domain.limits import plan
 from bricksllm.domain.pricing import PriceTable
 from bricksllm.http.admin_app import create_admin_app
@@ -47,9 +45,6 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        preload = asyncio.create_task(
-            asyncio.to_thread(tokens.preload)
-        )  # tokenizers for streams without usage
         self.stores = await open_stores(s)
         self.counters: Counters
         if s.redis is not None:
@@ -92,7 +87,6 @@ class Gateway:
             fail_open=s.redis_failure_mode == "open",
             clock=self.clock,
         )
-        await preload
         admin_app = create_admin_app(admin, admin_pass=s.admin_pass)
         proxy_app = create_proxy_app(self.proxy, lambda: self.session, s.proxy_timeout)
         self.admin_port = await self._serve(admin_app, s.admin_host, s.admin_port, access_log=True)

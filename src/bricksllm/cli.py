@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ async def _serve(settings: Settings) -> None:
 
     gateway = Gateway(settings)
     await gateway.start()
+    gc.freeze()  # start-up objects (libraries, configuration) are never garbage: keep GC passes short
     storage = "PostgreSQL" if settings.postgres else f"SQLite at {settings.sqlite_path}"
     counters = "Redis" if settings.redis else "in-process counters"
     log.info("bricksllm %s: storage %s, %s", __version__, storage, counters)

@@ -377,3 +377,20 @@ async def test_seed_sets_only_missing_counters(counters: Counters) -> None:
     await counters.settle("k", 50, None)
     await counters.seed("k:spend", 1, None)
     assert await counters.spend("k") == 750
+
+
+@pytest.mark.redis
+async def test_redis_that_lost_its_scripts_loads_them_again(
+    redis_settings: RedisSettings, raw_redis: aioredis.Redis
+) -> None:
+    counters = RedisCounters(redis_settings)
+    await counters.connect()
+    try:
+        await raw_redis.script_flush()  # as after a Redis restart
+        rate = Quota("rate", 1, window("h", time.time()))
+        assert (await counters.admit("k", AdmissionPlan((), rate))).allowed
+        await raw_redis.script_flush()
+        await counters.settle("k", 7, None)
+        assert await counters.spend("k") == 7
+    finally:
+        await counters.close()

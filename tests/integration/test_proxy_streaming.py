@@ -14,10 +14,16 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
 async def _events(gw: Running) -> list[dict[str, object]]:
-    await gw.flush_events()
-    status, events = await gw.admin("GET", "/api/events?tags=t1")
-    assert status == 200
-    return list(events)
+    """The recorded events, once the stream's handler has finished (a client may stop reading at
+    [DONE] before the gateway has counted and recorded the stream)."""
+    for _ in range(100):
+        await gw.flush_events()
+        status, events = await gw.admin("GET", "/api/events?tags=t1")
+        assert status == 200
+        if events:
+            return list(events)
+        await asyncio.sleep(0.05)
+    return []
 
 
 async def test_stream_without_usage_request_hides_the_usage_chunk_but_is_priced(

@@ -128,19 +128,16 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         filename, sha256, pat_str, special_tokens = _SPECS[name]
     except KeyError:
         raise ValueError(f"unknown encoding {name!r}; shipped: {sorted(_SPECS)}") from None
-    return tiktoken.Encoding(
+    encoding = tiktoken.Encoding(
         name=name,
         pat_str=pat_str,
         mergeable_ranks=_read_ranks(filename, sha256),
         special_tokens=special_tokens,
     )
-
-
-def preload() -> None:
-    """Build both encodings now. Call it once at start-up (off the event loop, e.g. in a thread) so
-    the first request that needs a count does not pay the ~0.1-0.2 s build."""
-    for name in _SPECS:
-        get_encoding(name)
+    # tiktoken keeps a Python copy of the ranks only for pickling and token_byte_values(), which
+    # the gateway never uses; the Rust core has its own. Dropping it saves ~30 MB for o200k_base.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 def _base_model(model: str) -> str:

@@ -11,9 +11,10 @@ the only I/O is the counters' admission (in-process, or one Redis round trip).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,6 +92,9 @@ class ProxyService:
         self._policies = policies
         self._fail_open = fail_open
         self._clock = clock
+        # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
+        self._event_prefix = secrets.token_hex(8)
+        self._event_seq = itertools.count(1)
 
     # --- before forwarding -------------------------------------------------------------
 
@@ -204,7 +208,7 @@ class ProxyService:
         key = call.key
         self._events.record(
             Event(
-                id=str(uuid.uuid4()),
+                id=f"{self._event_prefix}-{next(self._event_seq):x}",
                 created_at=call.created_at or int(self._clock()),
                 key_id=key.key_id if key else "",
                 tags=key.tags if key else (),

@@ -17,14 +17,17 @@ fails the request or lets it through is the proxy service's decision, not ours.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from bricksllm.domain.limits import Admission, AdmissionPlan, Quota, Window
 from bricksllm.errors import Unavailable
@@ -56,6 +59,21 @@ if count == 1 and ARGV[n + 3] ~= '0' then
 end
 return {1, -1, limit - count}
 """
+
+# KEYS: the all-time spend counter, then the window's spend counter if any.
+# ARGV: micro-dollars to add, then the window counter's EXPIREAT.
+_SETTLE_LUA = """
+redis.call('INCRBY', KEYS[1], ARGV[1])
+if KEYS[2] then
+  redis.call('INCRBY', KEYS[2], ARGV[1])
+  redis.call('EXPIREAT', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 @contextmanager
@@ -90,13 +108,68 @@ class RedisCounters:
             timeout=timeout,
         )
         self._client = aioredis.Redis.from_pool(pool)
-        self._admit_script = self._client.register_script(_ADMIT_LUA)
+        self._pending: list[tuple[tuple[Any, ...], str, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._admit_sha = _sha1(_ADMIT_LUA)
+        self._settle_sha = _sha1(_SETTLE_LUA)
 
     async def connect(self) -> None:
         """Check that Redis answers and load the admission script (so admits are one EVALSHA)."""
         with _translated():
             await self._client.ping()
             await self._client.script_load(_ADMIT_LUA)
+            await self._client.script_load(_SETTLE_LUA)
+
+    async def _evalsha(self, sha: str, script: str, keys: list[str], args: list[int]) -> Any:
+        """Run a script, pipelined with the other scripts requested in the same loop iteration.
+
+        Under load most of redis-py's cost is per call (connection checkout, packing, parsing
+        wrappers), not per command: sending the commands of one iteration as one pipeline cuts it
+        by half. Each EVALSHA is still atomic on its own and they run in arrival order."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(((sha, len(keys), *keys, *args), script, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._send_pending)
+        return await future
+
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], str, asyncio.Future[Any]]]) -> None:
+        try:
+            if len(batch) == 1:  # alone in its iteration: a plain command is cheaper than a pipeline
+                try:
+                    results = [await self._client.execute_command("EVALSHA", *batch[0][0])]
+                except NoScriptError as exc:
+                    results = [exc]
+            else:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for command, _, _ in batch:
+                        pipe.execute_command("EVALSHA", *command)
+                    results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RedisError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (command, script, future), result in zip(batch, results, strict=True):
+            if isinstance(result, NoScriptError):  # Redis lost its scripts (a restart): load, run alone
+                try:
+                    await self._client.script_load(script)
+                    result = await self._client.execute_command("EVALSHA", *command)
+                except Exception as exc:
+                    result = exc
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -114,7 +187,7 @@ class RedisCounters:
             keys.append(self._key(rate.counter_id(key_id)))
             args += [rate.limit, rate.window.expires_at if rate.window else 0]
         with _translated():
-            allowed, index, remaining = await self._admit_script(keys=keys, args=args)
+            allowed, index, remaining = await self._evalsha(self._admit_sha, _ADMIT_LUA, keys, args)
         if allowed:
             return Admission(True, None, int(remaining))
         quotas = (*plan.spend, rate)
@@ -123,14 +196,13 @@ class RedisCounters:
     async def settle(self, key_id: str, micros: int, window: Window | None) -> None:
         if micros == 0:
             return
+        keys = [self._key(Quota("spend", 0).counter_id(key_id))]
+        args = [micros, 0]
+        if window is not None:  # one script, one round trip: both counters or neither
+            keys.append(self._key(Quota("spend_window", 0, window).counter_id(key_id)))
+            args[1] = window.expires_at
         with _translated():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.incrby(self._key(Quota("spend", 0).counter_id(key_id)), micros)
-                if window is not None:
-                    key = self._key(Quota("spend_window", 0, window).counter_id(key_id))
-                    pipe.incrby(key, micros)
-                    pipe.expireat(key, window.expires_at)
-                await pipe.execute()
+            await self._evalsha(self._settle_sha, _SETTLE_LUA, keys, args)
 
     async def seed(self, counter_id: str, value: int, expires_at: int | None) -> None:
         """Set a counter that does not exist yet (SET NX): after a Redis restart or on a first
