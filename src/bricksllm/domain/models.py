@@ -7,6 +7,7 @@ in-memory configuration snapshot and request handlers. Money is integer micro-do
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 MICROS_PER_USD = 1_000_000
@@ -18,6 +19,11 @@ def usd_to_micros(usd: float) -> int:
 
 def micros_to_usd(micros: int) -> float:
     return micros / MICROS_PER_USD
+
+
+def hash_secret(secret: str) -> str:
+    """How a key secret is stored and looked up: SHA-256, hex (the clear secret is never kept)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ refreshed at once. Secrets enter here (the key secret is hashed immediately) and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
 import uuid
@@ -26,6 +25,7 @@ from bricksllm.domain.models import (
     PathConfig,
     ProviderSetting,
     RouteConfig,
+    hash_secret,
 )
 from bricksllm.errors import Conflict, Invalid, NotFound
 from bricksllm.ports import ConfigStore, Counters, EventQuery, EventStore, Report, ReportQuery
@@ -58,11 +58,6 @@ class KeyFields(TypedDict, total=False):
     rate_limit_unit: str
     ttl: str
     allowed_paths: tuple[PathConfig, ...]
-
-
-def hash_secret(secret: str) -> str:
-    """How a key secret is stored and looked up: SHA-256, hex."""
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _ttl_seconds(ttl: str) -> int:

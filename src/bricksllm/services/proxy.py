@@ -10,7 +10,6 @@ the only I/O is the counters' admission (in-process, or one Redis round trip).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import secrets
@@ -22,7 +21,7 @@ from typing import Any
 import orjson
 
 from bricksllm.domain.limits import AdmissionPlan, Quota, plan
-from bricksllm.domain.models import Event, Key, ProviderSetting, Usage
+from bricksllm.domain.models import Event, Key, ProviderSetting, Usage, hash_secret
 from bricksllm.domain.pricing import PriceTable
 from bricksllm.errors import Forbidden, Invalid, LimitExceeded, NotFound, Unauthorized, Unavailable
 from bricksllm.ports import Counters, Metrics, RequestPolicy
@@ -36,7 +35,6 @@ log = logging.getLogger(__name__)
 JSON_KINDS = frozenset({"chat", "completions", "embeddings", "moderations", "responses", "images", "speech"})
 MULTIPART_KINDS = frozenset({"images_multipart", "transcription"})
 MODEL_KINDS = JSON_KINDS - {"moderations"} | MULTIPART_KINDS
-_REJECTED = object()
 
 
 def client_key(headers: Mapping[str, str]) -> str:
@@ -62,11 +60,9 @@ class Call:
     op: Operation | None = None
     parsed: dict[str, Any] | None = None
     model: str = ""
-    stream: bool = False
     client_wants_usage: bool = False
     plan: AdmissionPlan | None = None
     rate_remaining: int = -1
-    status: int = 0
 
 
 class ProxyService:
@@ -110,7 +106,7 @@ class ProxyService:
         if not raw:
             raise Unauthorized("[BricksLLM] api key not found in header")
         index = self._config.current
-        key = index.keys_by_hash.get(hashlib.sha256(raw.encode()).hexdigest())
+        key = index.keys_by_hash.get(hash_secret(raw))
         if key is None:
             raise Unauthorized("[BricksLLM] key is not found")
         call.key = key
@@ -141,17 +137,15 @@ class ProxyService:
         op, key = call.op, call.key
         forward = body
         if op.kind in JSON_KINDS or (body and content_type.startswith("application/json")):
-            if body or op.kind in JSON_KINDS:
-                parsed = _parse_json(body)
-                call.parsed = parsed
-                model = parsed.get("model", "")
-                call.model = model if isinstance(model, str) else ""
-                call.stream = parsed.get("stream") is True
-                opts = parsed.get("stream_options")
-                call.client_wants_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-                assert call.provider is not None
-                if call.provider.prepare_body(op, parsed):
-                    forward = orjson.dumps(parsed)
+            parsed = _parse_json(body)
+            call.parsed = parsed
+            model = parsed.get("model", "")
+            call.model = model if isinstance(model, str) else ""
+            opts = parsed.get("stream_options")
+            call.client_wants_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+            assert call.provider is not None
+            if call.provider.prepare_body(op, parsed):
+                forward = orjson.dumps(parsed)
         elif op.kind in MULTIPART_KINDS:
             call.model = billing.multipart_field(body, content_type, "model")
         if op.kind in MODEL_KINDS and call.setting.allowed_models and not call.model:
