@@ -78,6 +78,7 @@ class MockOpenAI:
         r.add_delete("/v1/files/{file_id}", self.delete_file)
         r.add_get("/v1/files/{file_id}/content", self.file_content)
         r.add_post("/v1/images/generations", self.images)
+        r.add_post("/v1/images/edits", self.image_edit)
         r.add_post("/v1/audio/speech", self.speech)
         r.add_post("/v1/audio/transcriptions", self.transcription)
         r.add_post("/v1/audio/translations", self.transcription)
@@ -355,6 +356,13 @@ class MockOpenAI:
         n = int(body.get("n") or 1)
         return web.json_response(
             {"created": int(time.time()), "data": [{"url": f"https://img.example/{i}.png"} for i in range(n)]}
+        )
+
+    async def image_edit(self, request: web.Request) -> web.Response:
+        form = _form(request, await request.read())
+        assert form["image"][0], "the image did not arrive"
+        return web.json_response(
+            {"created": int(time.time()), "data": [{"url": "https://img.example/edit.png"}]}
         )
 
     async def speech(self, request: web.Request) -> web.Response:

@@ -219,3 +219,22 @@ async def test_events_are_recorded_for_admitted_and_rejected_requests(
     assert first["model"] == "gpt-3.5-turbo" and first["provider"] == "openai"
     assert first["path"] == "/api/providers/openai/v1/chat/completions" and first["method"] == "POST"
     assert first["tags"] == ["t1"]
+
+
+async def test_proxy_timeout_bounds_the_upstream_call(start_gateway: object, mock_openai: MockOpenAI) -> None:
+    gw: Running = await start_gateway(proxy_timeout=0.2)  # type: ignore[operator]
+    await gw.create_key(await gw.create_setting(mock_openai.url))
+    with pytest.raises(openai.APIStatusError) as info:
+        await sdk(gw).chat.completions.create(**CHAT, extra_headers={"x-mock": "slow-1500"})  # type: ignore[call-overload]
+    assert info.value.status_code == 504
+
+
+async def test_model_of_a_multipart_request_is_checked(gateway: Running, mock_openai: MockOpenAI) -> None:
+    await gateway.create_key(await gateway.create_setting(mock_openai.url, allowedModels=["dall-e-2"]))
+    client = sdk(gateway)
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 64
+    edited = await client.images.edit(model="dall-e-2", image=("a.png", png), prompt="a hat")
+    assert edited.data is not None and edited.data[0].url == "https://img.example/edit.png"
+    with pytest.raises(openai.PermissionDeniedError, match="model is not allowed"):
+        await client.images.edit(model="gpt-image-1", image=("a.png", png), prompt="a hat")
+    assert len([r for r in mock_openai.requests if r.path == "/v1/images/edits"]) == 1

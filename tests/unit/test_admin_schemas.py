@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from bricksllm.domain.models import CustomProvider, Key, ModelPrice, PathConfig, ProviderSetting, RouteConfig
+from bricksllm.domain.models import (
+    CustomProvider,
+    Key,
+    ModelPrice,
+    PathConfig,
+    ProviderSetting,
+    RouteConfig,
+    hash_secret,
+)
 from bricksllm.http.admin_schemas import (
     DataPointOut,
     EventOut,
@@ -24,7 +32,6 @@ from bricksllm.http.admin_schemas import (
 from bricksllm.http.admin_schemas_custom import CustomProviderOut, RouteConfigIn, RouteConfigPatch
 from bricksllm.http.problems import _field_name
 from bricksllm.ports import DataPoint, Report
-from bricksllm.services.admin import hash_secret
 from bricksllm.services.admin_rules import (
     custom_provider_problems,
     is_http_url,
