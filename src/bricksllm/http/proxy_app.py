@@ -120,7 +120,9 @@ def create_proxy_app(
         try:
             if upstream.content_type == "text/event-stream":
                 return await relay.stream(request, upstream, call, service)
-            return await relay.buffered(upstream, call, service)
+            if upstream.content_type == "application/json" or not 200 <= upstream.status < 300:
+                return await relay.buffered(upstream, call, service)
+            return await relay.raw(request, upstream, call, service)
         finally:
             upstream.release()
 

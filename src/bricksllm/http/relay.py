@@ -50,6 +50,31 @@ async def buffered(upstream: aiohttp.ClientResponse, call: Call, service: ProxyS
     return web.Response(status=upstream.status, body=body, headers=client_headers(upstream, call))
 
 
+async def raw(
+    request: web.Request, upstream: aiohttp.ClientResponse, call: Call, service: ProxyService
+) -> web.StreamResponse:
+    """Binary answers (file contents, audio) are streamed through, never held in memory whole;
+    what they cost is known from the request (speech) or is nothing."""
+    out = web.StreamResponse(status=upstream.status, headers=client_headers(upstream, call))
+    if upstream.content_length is not None:
+        out.content_length = upstream.content_length
+    await out.prepare(request)
+    status = upstream.status
+    try:
+        async for chunk in upstream.content.iter_chunked(256 * 1024):
+            await out.write(chunk)
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        status = 499
+    except (aiohttp.ClientError, TimeoutError):
+        status = 502
+    micros = service.price(call, None, None) if 200 <= upstream.status < 300 else 0
+    await service.finish(call, status, None, micros)
+    if status == upstream.status:
+        with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
+            await out.write_eof()
+    return out
+
+
 def _data(event: bytes) -> bytes:
     """The payload of an event's `data:` lines."""
     lines = [ln[5:].lstrip() for ln in event.splitlines() if ln.startswith(b"data:")]
