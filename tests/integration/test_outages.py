@@ -53,6 +53,11 @@ async def test_postgres_outage_during_traffic_loses_no_event(
         await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
     assert not await gw.gateway.events.flush()  # the database is really unreachable
     assert gw.gateway.events.pending >= 20
+    status, problem = await gw.admin(
+        "PUT", "/api/provider-settings", {"provider": "openai", "setting": {"apikey": "k"}}
+    )
+    assert status == 503 and problem["type"] == "/errors/unavailable"
+    assert "k" not in problem["detail"].split()  # no request value echoed
     await pg_forwarder.restore()
 
     async def all_written() -> int:
