@@ -6,6 +6,7 @@ Tests build a `Gateway` from `Settings` exactly as `bricksllm serve` does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,16 +40,25 @@ class Gateway:
         self.settings = settings
         self.metrics: Metrics = metrics or NullMetrics()
         self.clock = clock
-        self._runners: list[web.AppRunner] = []
         self.admin_port = 0
         self.proxy_port = 0
 
     async def start(self) -> None:
-        s = self.settings
+        """Build and start everything; on failure, undo what was started and re-raise."""
+        self._exit = contextlib.AsyncExitStack()
+        try:
+            await self._start(self.settings, self._exit)
+        except BaseException:
+            await self._exit.aclose()
+            raise
+
+    async def _start(self, s: Settings, stack: contextlib.AsyncExitStack) -> None:
         self.stores = await open_stores(s)
+        stack.push_async_callback(self.stores.close)
         self.counters: Counters
         if s.redis is not None:
             redis_counters = RedisCounters(s.redis)
+            stack.push_async_callback(redis_counters.close)
             await redis_counters.connect()
             self.counters = redis_counters
         else:
@@ -56,6 +66,7 @@ class Gateway:
         await self._seed(self.counters)
         self.config = ConfigCache(self.stores.config, s.config_refresh_interval, self.metrics)
         await self.config.start()
+        stack.push_async_callback(self.config.stop)
         self.events = EventWriter(
             self.stores.events,
             self.metrics,
@@ -64,12 +75,13 @@ class Gateway:
             max_buffer=s.event_buffer_max,
         )
         await self.events.start()
+        stack.push_async_callback(self.events.stop)  # flushes every event left
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=s.upstream_connections, keepalive_timeout=30, ttl_dns_cache=300
-            ),
-            auto_decompress=True,
+            )
         )
+        stack.push_async_callback(self.session.close)
         admin = AdminService(
             self.stores.config,
             self.stores.events,
@@ -89,18 +101,18 @@ class Gateway:
         )
         admin_app = create_admin_app(admin, admin_pass=s.admin_pass)
         proxy_app = create_proxy_app(self.proxy, lambda: self.session, s.proxy_timeout)
-        self.admin_port = await self._serve(admin_app, s.admin_host, s.admin_port, access_log=True)
-        self.proxy_port = await self._serve(proxy_app, s.host, s.proxy_port, access_log=False)
+        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
+        self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
 
-    async def _serve(self, app: web.Application, host: str, port: int, *, access_log: bool) -> int:
+    @staticmethod
+    async def _serve(
+        stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, *, access_log: bool
+    ) -> int:
         runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=10)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
-        self._runners.append(runner)
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        stack.push_async_callback(runner.cleanup)  # stops accepting, lets requests in flight finish
+        await web.TCPSite(runner, host, port, backlog=1024).start()
+        return int(runner.addresses[-1][1])
 
     async def _seed(self, counters: Counters) -> None:
         """Rebuild missing counters from recorded events, so a restart (of the gateway on the
@@ -121,12 +133,6 @@ class Gateway:
                     await counters.seed(quota.counter_id(key.key_id), value, quota.window.expires_at)
 
     async def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (they settle their spend), flush every event."""
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        self._runners.clear()
-        await self.events.stop()
-        await self.config.stop()
-        await self.session.close()
-        await self.counters.close()
-        await self.stores.close()
+        """Stop accepting, let requests in flight finish (they settle their spend), close the
+        upstream session, flush every event, then close the counters and the stores."""
+        await self._exit.aclose()

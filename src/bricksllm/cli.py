@@ -10,9 +10,11 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bricksllm import __version__
+from bricksllm.errors import BricksError
 from bricksllm.settings import Settings, SettingsError
 
 log = logging.getLogger("bricksllm")
@@ -57,6 +59,15 @@ async def _serve(settings: Settings) -> None:
     await gateway.stop()
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when available (faster I/O), without changing the process-wide loop policy."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional on platforms without it
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -71,14 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("aiosqlite", "sqlalchemy", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is optional on platforms without it
-        pass
-    try:
-        asyncio.run(_serve(settings))
-    except OSError as exc:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(settings))
+    except (OSError, BricksError) as exc:  # a port in use, a database or Redis that does not answer
         print(f"bricksllm: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -75,7 +75,6 @@ async def test_relimit_and_restart_keep_counting(
     # restart on the same data directory: spend and this window's requests survive
     _, before = await gw.admin("GET", f"/api/reporting/keys/{key['keyId']}")
     await gw.close()
-    gw.gateway.admin_port = 0  # already stopped
     gw2: Running = await start_gateway(clock=clock)
     _, after = await gw2.admin("GET", f"/api/reporting/keys/{key['keyId']}")
     assert after["costInMicroDollars"] == before["costInMicroDollars"] > 0

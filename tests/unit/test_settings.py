@@ -77,3 +77,18 @@ def test_serve_refuses_to_start_on_bad_configuration(
     monkeypatch.setenv("PROXY_TIMEOUT", "forever")
     assert cli.main(["serve"]) == 2
     assert "PROXY_TIMEOUT" in capsys.readouterr().err
+
+
+def test_serve_reports_a_port_in_use_and_leaves_nothing_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = cli.main(["serve", "--host", "127.0.0.1", "--admin-port", str(port), "--proxy-port", "0",
+                         "--data-dir", str(tmp_path)])  # fmt: skip
+    assert code == 1
+    assert "cannot start" in capsys.readouterr().err
