@@ -2,6 +2,7 @@
 
     BricksError
      ├── Invalid          400  bad input (admin validation, unparseable proxy body, bad header)
+     │    └── TooLarge    413  request body over the limit
      ├── Unauthorized     401  missing, unknown, revoked or expired key; bad admin password
      ├── Forbidden        403  path or model not allowed, blocked by a policy
      ├── NotFound         404  unknown id or route
@@ -30,6 +31,11 @@ class BricksError(Exception):
 class Invalid(BricksError):
     status = 400
     code = "invalid_request"
+
+
+class TooLarge(Invalid):
+    status = 413
+    code = "request_too_large"
 
 
 class Unauthorized(BricksError):

@@ -4,6 +4,7 @@ access checks and what crosses the gateway in each direction."""
 from __future__ import annotations
 
 import asyncio
+import io
 
 import openai
 import pytest
@@ -238,3 +239,17 @@ async def test_model_of_a_multipart_request_is_checked(gateway: Running, mock_op
     with pytest.raises(openai.PermissionDeniedError, match="model is not allowed"):
         await client.images.edit(model="gpt-image-1", image=("a.png", png), prompt="a hat")
     assert len([r for r in mock_openai.requests if r.path == "/v1/images/edits"]) == 1
+
+
+async def test_body_over_the_limit_is_413(gateway: Running, mock_openai: MockOpenAI) -> None:
+    from bricksllm.http.proxy_app import MAX_BODY
+
+    await gateway.create_key(await gateway.create_setting(mock_openai.url))
+    async with gateway.http.post(
+        gateway.openai_base + "/chat/completions",
+        data=io.BytesIO(b"{" + b" " * MAX_BODY + b"}"),
+        headers={"Authorization": "Bearer my-secret-key", "Content-Type": "application/json"},
+    ) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "request_too_large"
+    assert mock_openai.requests == []

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from bricksllm.errors import BricksError, Invalid, LimitExceeded, UpstreamError, UpstreamTimeout
+from bricksllm.errors import BricksError, Invalid, LimitExceeded, TooLarge, UpstreamError, UpstreamTimeout
 from bricksllm.http import relay
 from bricksllm.http.headers import rate_headers, upstream_headers
 from bricksllm.services.proxy import Call, ProxyService
@@ -91,7 +91,7 @@ def create_proxy_app(
                 await service.admit(call, b"", request.content_type)
             else:
                 if request.content_length and request.content_length > MAX_BODY:
-                    raise Invalid("[BricksLLM] request body too large")
+                    raise TooLarge(f"[BricksLLM] request body over {MAX_BODY // 2**20} MiB")
                 body = await request.read()
                 data = await service.admit(call, body, request.headers.get("Content-Type", "")) or None
         except BricksError as exc:
@@ -99,7 +99,7 @@ def create_proxy_app(
             return error_response(exc, call)
         except web.HTTPRequestEntityTooLarge:
             service.reject(call, 413)
-            return error_response(Invalid("[BricksLLM] request body too large"), call)
+            return error_response(TooLarge(f"[BricksLLM] request body over {MAX_BODY // 2**20} MiB"), call)
         headers = upstream_headers(request.headers, call, keep_length=call.op.kind == "upload")
         try:
             upstream = await session().request(
