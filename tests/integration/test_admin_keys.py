@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.admin_harness import KEYS, T0, Admin, problem_fields, running_admin
+from tests.unit.test_admin_schemas import KEY_FIELDS
 
 
 @pytest.fixture
@@ -24,24 +25,6 @@ async def setting_id(admin: Admin) -> str:
     return str((await admin.setting())["id"])
 
 
-KEY_FIELDS = {
-    "keyId",
-    "name",
-    "tags",
-    "settingId",
-    "settingIds",
-    "revoked",
-    "revokedReason",
-    "costLimitInUsd",
-    "costLimitInUsdOverTime",
-    "costLimitInUsdUnit",
-    "rateLimitOverTime",
-    "rateLimitUnit",
-    "ttl",
-    "allowedPaths",
-    "createdAt",
-    "updatedAt",
-}
 
 
 @pytest.mark.parametrize("method", ["PUT", "POST"])

@@ -108,6 +108,14 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
     assert KeyPatch.model_validate({"costLimitInUsd": 2}).cost_limit_in_usd == 2.0
 
 
+# The key fields every key endpoint answers with: the reference's names, and no secret.
+KEY_FIELDS = {
+    "keyId", "name", "tags", "settingId", "settingIds", "revoked", "revokedReason", "costLimitInUsd",
+    "costLimitInUsdOverTime", "costLimitInUsdUnit", "rateLimitOverTime", "rateLimitUnit", "ttl",
+    "allowedPaths", "createdAt", "updatedAt",
+}  # fmt: skip
+
+
 def test_key_out_names_and_no_secret() -> None:
     key = Key(
         key_id="k1",
@@ -119,24 +127,7 @@ def test_key_out_names_and_no_secret() -> None:
         allowed_paths=(PathConfig("/a", "GET"),),
     )
     out = KeyOut.from_domain(key).model_dump(mode="json")
-    assert set(out) == {
-        "keyId",
-        "name",
-        "tags",
-        "settingId",
-        "settingIds",
-        "revoked",
-        "revokedReason",
-        "costLimitInUsd",
-        "costLimitInUsdOverTime",
-        "costLimitInUsdUnit",
-        "rateLimitOverTime",
-        "rateLimitUnit",
-        "ttl",
-        "allowedPaths",
-        "createdAt",
-        "updatedAt",
-    }
+    assert set(out) == KEY_FIELDS
     assert out["costLimitInUsd"] == 0.25 and out["allowedPaths"] == [{"path": "/a", "method": "GET"}]
     assert "deadbeef" not in str(out)
 
