@@ -22,7 +22,7 @@ from aiohttp import web
 from bricksllm.domain.models import Usage
 from bricksllm.http.headers import client_headers
 from bricksllm.services import billing
-from bricksllm.services.proxy import Call, ProxyService
+from bricksllm.services.proxy import BILLED_KINDS, Call, ProxyService
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def buffered(upstream: aiohttp.ClientResponse, call: Call, service: ProxyS
     usage: Usage | None = None
     parsed: dict[str, Any] | None = None
     micros = 0
-    if 200 <= upstream.status < 300:
+    if 200 <= upstream.status < 300 and call.op.kind in BILLED_KINDS:
         if upstream.content_type == "application/json" and body[:1] == b"{":
             try:
                 parsed = orjson.loads(body)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 JSON_KINDS = frozenset({"chat", "completions", "embeddings", "moderations", "responses", "images", "speech"})
 MULTIPART_KINDS = frozenset({"images_multipart", "transcription"})
 MODEL_KINDS = JSON_KINDS - {"moderations"} | MULTIPART_KINDS
+BILLED_KINDS = MODEL_KINDS  # the calls that carry a model are the ones that cost something
 
 
 def client_key(headers: Mapping[str, str]) -> str:

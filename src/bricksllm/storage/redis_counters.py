@@ -10,6 +10,9 @@ Keys are `<prefix>:c:<counter id>` (ids from `Quota.counter_id`); plain integer 
 Windowed keys carry EXPIREAT window end + a grace (clock skew between instances and Redis,
 requests that straddle a boundary); the all-time spend never expires.
 
+Scripts requested in the same event-loop iteration (concurrent requests) are sent as one
+pipeline: under load redis-py's per-call cost, not Redis, is what limits the proxy.
+
 Retries are off: both the script and INCRBY are not idempotent, and a retry after a timeout
 could count a request twice. Every redis-py error becomes `errors.Unavailable`; whether that
 fails the request or lets it through is the proxy service's decision, not ours.
