@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from bricksllm.app import Gateway
+from bricksllm.ports import Metrics
 from bricksllm.settings import Settings
 from tests.integration.mock_openai import MockOpenAI, start_mock
 
@@ -93,13 +94,17 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     started: list[Running] = []
 
     async def start(
-        settings: Settings | None = None, *, clock: Callable[[], float] | None = None, **overrides: Any
+        settings: Settings | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        metrics: Metrics | None = None,
+        **overrides: Any,
     ) -> Running:
         base = settings or Settings(data_dir=tmp_path / "data")
         s = base.with_overrides(
             host="127.0.0.1", admin_port=0, proxy_port=0, event_flush_interval=0.05, **overrides
         )
-        gw = Gateway(s, clock=clock or time.time)
+        gw = Gateway(s, clock=clock or time.time, metrics=metrics)
         await gw.start()
         running = Running(gw, aiohttp.ClientSession())
         started.append(running)

@@ -77,9 +77,8 @@ async def test_redis_outage_fails_closed_with_a_clear_503(
     mock_openai: MockOpenAI,
 ) -> None:  # fmt: skip
     redis = replace(redis_settings, port=redis_forwarder.port, read_timeout=0.3, write_timeout=0.3)
-    gw: Running = await start_gateway(redis=redis)
     metrics = InMemoryMetrics()
-    gw.gateway.proxy._metrics = metrics
+    gw: Running = await start_gateway(redis=redis, metrics=metrics)
     await gw.create_key(await gw.create_setting(mock_openai.url), rateLimitOverTime=100, rateLimitUnit="m")
     client = gw.openai()
     await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
@@ -99,9 +98,8 @@ async def test_redis_outage_can_fail_open(
     mock_openai: MockOpenAI,
 ) -> None:  # fmt: skip
     redis = replace(redis_settings, port=redis_forwarder.port, read_timeout=0.3, write_timeout=0.3)
-    gw: Running = await start_gateway(redis=redis, redis_failure_mode="open")
     metrics = InMemoryMetrics()
-    gw.gateway.proxy._metrics = metrics
+    gw: Running = await start_gateway(redis=redis, redis_failure_mode="open", metrics=metrics)
     await gw.create_key(await gw.create_setting(mock_openai.url), rateLimitOverTime=100, rateLimitUnit="m")
     await redis_forwarder.cut()
     result = await gw.openai().chat.completions.create(**CHAT)  # type: ignore[call-overload]

@@ -7,6 +7,7 @@ import asyncio
 import openai
 import pytest
 
+from bricksllm.telemetry.metrics import InMemoryMetrics
 from tests.integration.conftest import GatewayFactory, Running, mid_minute_clock
 from tests.integration.mock_openai import MockOpenAI
 from tests.integration.test_proxy_quickstart import CHAT, sdk
@@ -83,19 +84,18 @@ async def test_relimit_and_restart_keep_counting(
 
 
 async def test_unknown_model_is_priced_by_the_default_rule_and_counted(
-    gateway: Running, mock_openai: MockOpenAI
+    start_gateway: GatewayFactory, mock_openai: MockOpenAI
 ) -> None:
-    from bricksllm.telemetry.metrics import InMemoryMetrics
-
     metrics = InMemoryMetrics()
-    gateway.gateway.proxy._metrics = metrics
+    gateway: Running = await start_gateway(metrics=metrics)
     setting_id = await gateway.create_setting(mock_openai.url)
     key = await gateway.create_key(setting_id)
     await sdk(gateway).chat.completions.create(
         model="my-new-model", messages=[{"role": "user", "content": "x"}]
     )
     _, spend = await gateway.admin("GET", f"/api/reporting/keys/{key['keyId']}")
-    assert spend["costInMicroDollars"] > 0
+    # the table's conservative default (gpt-4's $30 in / $60 out per 1M), never free
+    assert spend["costInMicroDollars"] == 11 * 30 + 7 * 60
     assert metrics.counts["pricing.unknown_model"] == 1
 
 

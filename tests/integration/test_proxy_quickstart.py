@@ -85,6 +85,11 @@ async def test_missing_or_unknown_key_is_401(
     assert message in body["error"]["message"]
     assert set(body["error"]) == {"message", "type", "code"}
     assert mock_openai.requests == []
+    await gateway.flush_events()
+    _, events = await gateway.admin("GET", "/api/events")
+    assert [(e["status"], e["key_id"], e["path"]) for e in events] == [
+        (401, "", "/api/providers/openai/v1/chat/completions")
+    ]  # refused callers are recorded too
 
 
 async def test_revoked_and_expired_keys_are_refused(start_gateway: object, mock_openai: MockOpenAI) -> None:
