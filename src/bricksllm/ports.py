@@ -6,9 +6,11 @@ backend passes the same contract suite in tests/contract/.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from bricksllm.domain.limits import Admission, AdmissionPlan, Window
 from bricksllm.domain.models import CustomProvider, Event, Key, ProviderSetting
@@ -134,3 +136,47 @@ class RequestPolicy(Protocol):
     return the body to forward (the same bytes when nothing changed)."""
 
     async def inspect(self, key: Key, model: str, body: bytes, parsed: Any) -> bytes: ...
+
+
+# --- the upstream seam -------------------------------------------------------------------------
+
+Headers = CIMultiDict[str] | CIMultiDictProxy[str]  # case-insensitive, several values per name
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One request to a provider, fully built: nothing in it is decided by the adapter."""
+
+    method: str
+    url: str  # absolute and already percent-encoded; sent as is
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | AsyncIterable[bytes] = b""  # an iterable is streamed (uploads), never buffered
+    timeout: float = 600.0  # seconds for the whole exchange, answer body included
+
+
+class UpstreamResponse(Protocol):
+    """An answer whose body has not been read yet. Transport failures while reading raise
+    `errors.UpstreamError` (or `UpstreamTimeout`), like `Upstream.send` does."""
+
+    status: int
+    headers: Headers
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (transfer encoding removed, content left as sent)."""
+        ...
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body; `errors.UpstreamError` beyond `limit` bytes."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection (closing it when the body was not read to the end)."""
+        ...
+
+
+class Upstream(Protocol):
+    """How the proxy reaches providers: one method, like httpx's transport. Adapters translate
+    their own exceptions into `errors.UpstreamError` (502) and `errors.UpstreamTimeout` (504)."""
+
+    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+    async def close(self) -> None: ...
