@@ -9,6 +9,7 @@
      ├── Conflict         409  duplicate key secret or provider name
      ├── LimitExceeded    429  rate or spend limit reached (carries retry_after)
      ├── Unavailable      503  a backing store the request needs is down (fail-closed)
+     ├── StorageRejected  500  the database refused a value (a validation gap, never an outage)
      └── UpstreamError    502/504  the provider could not be reached or timed out
 
 Third-party exceptions are translated at the boundary (storage, upstream client) and raised
@@ -71,6 +72,14 @@ class LimitExceeded(BricksError):
 class Unavailable(BricksError):
     status = 503
     code = "unavailable"
+
+
+class StorageRejected(BricksError):
+    """The database refused what it was given (an encoding, a range, a constraint). Retrying the
+    same data cannot help, unlike `Unavailable`: callers drop or report it, never wait on it."""
+
+    status = 500
+    code = "storage_rejected"
 
 
 class UpstreamError(BricksError):

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bricksllm.domain.models import CustomProvider, Key, ModelPrice, PathConfig, ProviderSetting, RouteConfig
-from bricksllm.errors import Conflict, NotFound, Unavailable
+from bricksllm.errors import Conflict, NotFound, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings, Settings
 from bricksllm.storage.sql import SqlStores, open_stores
 from bricksllm.storage.sql_config import SqlConfigStore
@@ -213,6 +213,20 @@ async def test_duplicate_setting_id_is_conflict(stores: SqlStores) -> None:
     await stores.config.create_setting(full_setting())
     with pytest.raises(Conflict):
         await stores.config.create_setting(full_setting())
+
+
+@pytest.mark.parametrize("name", ["lone \ud800 surrogate", "nul \x00 inside"])
+async def test_a_value_the_database_refuses_is_rejected_not_an_outage(stores: SqlStores, name: str) -> None:
+    """A refused value must not look like "database down": callers retry outages forever."""
+    bad = dataclasses.replace(full_setting(), name=name)
+    try:
+        await stores.config.create_setting(bad)
+    except StorageRejected:
+        pass  # PostgreSQL refuses both; SQLite refuses the surrogate
+    else:
+        assert "\x00" in name and (await stores.config.get_setting(bad.id)) == bad  # SQLite keeps NUL
+    await stores.config.create_setting(full_setting("set-2"))  # the store still works
+    assert [s.id for s in await stores.config.list_settings()] in (["set-2"], ["set-1", "set-2"])
 
 
 # -- custom providers ---------------------------------------------------------------------

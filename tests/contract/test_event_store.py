@@ -87,13 +87,22 @@ async def test_insert_is_idempotent_on_id_and_empty_batches_are_fine(store: SqlE
     assert len(await store.query_events(EventQuery(limit=0))) == len(ALL)
 
 
-async def test_nul_characters_are_dropped_from_text(stores: SqlStores) -> None:
-    # PostgreSQL refuses NUL in text and JSONB; one such request must not poison a batch.
-    odd = ev("n1", 1, "k", ("t\x00ag",), 200, 0, 0, 0, 0, custom_id="c\x00")
-    odd = dataclasses.replace(odd, model="gpt\x00-4o", path="/x\x00")
-    await stores.events.insert_events([odd])
-    [stored] = await stores.events.query_events(EventQuery())
-    assert (stored.model, stored.path, stored.custom_id, stored.tags) == ("gpt-4o", "/x", "c", ("tag",))
+async def test_unstorable_characters_are_stored_escaped(stores: SqlStores) -> None:
+    # PostgreSQL refuses NUL and no driver encodes a lone surrogate (a header byte that is not
+    # UTF-8); one such request must neither poison a batch nor go unrecorded.
+    odd = ev("n1", 1, "k", ("t\x00ag",), 200, 0, 0, 0, 0, custom_id="c\udcff")
+    odd = dataclasses.replace(odd, model="gpt\x00-4o", path="/x\x00", cost_micros=-5, latency_in_ms=2**70)
+    await stores.events.insert_events([odd, E1])
+    stored = {e.id: e for e in await stores.events.query_events(EventQuery())}
+    got = stored["n1"]
+    assert (got.model, got.path, got.custom_id, got.tags) == (
+        "gpt\\x00-4o",
+        "/x\\x00",
+        "c\\udcff",
+        ("t\\x00ag",),
+    )
+    assert (got.cost_micros, got.latency_in_ms) == (0, 2**63 - 1)
+    assert stored[E1.id] == E1
 
 
 async def test_query_orders_newest_first_then_by_id(stores: SqlStores) -> None:

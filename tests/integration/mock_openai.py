@@ -37,6 +37,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: bytes
+    raw_path: str = ""  # path and query exactly as received
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -48,6 +49,7 @@ class MockOpenAI:
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     file_contents: dict[str, bytes] = field(default_factory=dict)
     stream_aborted: asyncio.Event = field(default_factory=asyncio.Event)
+    usage_override: dict[str, Any] | None = None  # the usage every answer reports, when set
     port: int = 0
 
     @property
@@ -89,7 +91,14 @@ class MockOpenAI:
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(
-            Recorded(request.method, request.path, request.query_string, dict(request.headers), body)
+            Recorded(
+                request.method,
+                request.path,
+                request.query_string,
+                dict(request.headers),
+                body,
+                request.raw_path,
+            )
         )
         mock = request.headers.get("x-mock", "")
         if mock.startswith("error-"):
@@ -111,10 +120,11 @@ class MockOpenAI:
             await asyncio.sleep(int(mock[5:]) / 1000)
         return await handler(request)
 
-    @staticmethod
-    def _usage(request: web.Request, responses_api: bool = False) -> dict[str, Any] | None:
+    def _usage(self, request: web.Request, responses_api: bool = False) -> dict[str, Any] | None:
         if request.headers.get("x-mock") == "no-usage":
             return None
+        if self.usage_override is not None:
+            return self.usage_override
         if responses_api:
             return {
                 "input_tokens": PROMPT_TOKENS,

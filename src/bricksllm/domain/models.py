@@ -118,6 +118,21 @@ class CustomProvider:
     authentication_param: str = ""
 
 
+# No single call reports more tokens than this; a larger (or negative) count from an upstream is
+# clamped when read, so it can neither overflow a 64-bit counter nor become a credit.
+MAX_TOKENS = 10**12
+
+
+def token_count(value: object) -> int:
+    """A token count read from an upstream answer, clamped to [0, MAX_TOKENS]; 0 when it is not
+    a whole number. (A JSON parser may give a float for an integer beyond 64 bits.)"""
+    if isinstance(value, float) and value.is_integer():
+        return int(max(0.0, min(value, float(MAX_TOKENS))))
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return max(0, min(value, MAX_TOKENS))
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0

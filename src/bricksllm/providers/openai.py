@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bricksllm.domain.models import ProviderSetting, Usage
+from bricksllm.domain.models import ProviderSetting, Usage, token_count
+from bricksllm.domain.text import encode_path
 from bricksllm.providers.base import Operation, Route, RouteTable
 
 _ROUTES: list[tuple[str, str, str]] = [
@@ -72,7 +73,7 @@ def _int(d: Any, *path: str) -> int:
         if not isinstance(d, dict):
             return 0
         d = d.get(p)
-    return d if isinstance(d, int) else 0
+    return token_count(d)
 
 
 class OpenAIProvider:
@@ -88,7 +89,7 @@ class OpenAIProvider:
         route = self.routes.match(method, path)
         if route is None:
             return None
-        return Operation(method, route.pattern, route.kind, path[len(self.prefix) :])
+        return Operation(method, route.pattern, route.kind, encode_path(path[len(self.prefix) :]))
 
     def auth_headers(self, setting: ProviderSetting) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {setting.setting.get('apikey', '')}"}

@@ -20,7 +20,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bricksllm.errors import Conflict, Unavailable
+from bricksllm.errors import Conflict, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,26 +31,69 @@ SQLITE_IMMEDIATE = "bricksllm_sqlite_immediate"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+# SQLSTATE classes that mean "the server cannot serve now" (connection, resources, shutdown,
+# system error, a transaction to retry); every other SQLSTATE is about the statement or its data.
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_SQLITE_REFUSALS = frozenset(
+    {"IntegrityError", "DataError", "ProgrammingError", "InterfaceError", "NotSupportedError"}
+)
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether `error` means the database is unreachable or overloaded (retrying may succeed),
+    as opposed to refusing this statement's data (retrying the same data never will).
+
+    Drivers blur the two: asyncpg reports a value it cannot encode (a lone surrogate, an
+    integer beyond 64 bits) as an `InterfaceError`, the class it also uses for a closed
+    connection, and SQLAlchemy wraps both alike. So the cause chain is inspected: a `ValueError`
+    (asyncpg's client-side DataError, encoding and overflow errors) or a SQLSTATE outside the
+    outage classes is a refusal; sockets, timeouts, invalidated connections, SQLite's
+    operational errors (locked, disk full, I/O, a corrupt file) and the outage SQLSTATEs are outages.
+    """
+    seen = 0
+    node: BaseException | None = error
+    while node is not None and seen < 8:
+        if isinstance(node, ValueError):  # UnicodeError, OverflowError's kin, asyncpg DataError
+            return False
+        if isinstance(node, exc.DBAPIError) and node.connection_invalidated:
+            return True
+        if isinstance(node, OSError | TimeoutError | exc.DisconnectionError | exc.TimeoutError):
+            return True
+        state = getattr(node, "sqlstate", None) or getattr(node, "pgcode", None)
+        if isinstance(state, str) and len(state) == 5:
+            return state[:2] in _OUTAGE_SQLSTATE_CLASSES
+        if type(node).__module__ == "sqlite3":  # locked, disk full, I/O, not a database file
+            return type(node).__name__ not in _SQLITE_REFUSALS
+        if type(node).__module__.startswith("asyncpg") and type(node).__name__ in {
+            "InterfaceError",
+            "ConnectionDoesNotExistError",
+            "InternalClientError",
+        }:
+            return True
+        node = node.__cause__ or node.__context__
+        seen += 1
+    return False
+
+
 @asynccontextmanager
 async def translate_errors(action: str, *, conflict: str | None = None) -> AsyncIterator[None]:
-    """Turn driver exceptions into the gateway's: IntegrityError -> Conflict (when `conflict`
-    is given), anything that means "the database is not answering" -> Unavailable.
-
-    Errors that retrying cannot fix are left alone so they surface as a 500 (and an event
-    writer drops the batch instead of retrying it forever): ProgrammingError (bad SQL, missing
-    privileges), DataError (a value the column rejects), an unexpected IntegrityError.
-    `exc.TimeoutError` is the pool's "no connection free".
+    """Turn driver exceptions into the gateway's, once, at the storage boundary:
+    IntegrityError -> Conflict (when `conflict` is given); an outage (`is_outage`) ->
+    Unavailable, which callers may retry; anything else the database or driver refused ->
+    StorageRejected, which must never be retried as if the database were down (an event batch
+    holding one such row would otherwise block every row behind it). `exc.TimeoutError` is the
+    pool's "no connection free".
     """
     try:
         yield
     except exc.IntegrityError as e:
         if conflict is None:
-            raise
+            raise StorageRejected(f"the database refused the data while {action}") from e
         raise Conflict(conflict) from e
-    except (exc.ProgrammingError, exc.DataError):
-        raise
-    except (exc.DBAPIError, exc.DisconnectionError, exc.TimeoutError, OSError, TimeoutError) as e:
-        raise Unavailable(f"database unavailable while {action}") from e
+    except (exc.SQLAlchemyError, OSError, TimeoutError, ValueError) as e:
+        if is_outage(e):
+            raise Unavailable(f"database unavailable while {action}") from e
+        raise StorageRejected(f"the database refused the data while {action}") from e
 
 
 def quote_schema(schema: str) -> str:

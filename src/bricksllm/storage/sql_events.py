@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bricksllm.domain.models import Event
 from bricksllm.domain.reporting import bucket_starts, percentile_cont
+from bricksllm.domain.text import clamp_int64, storable
 from bricksllm.errors import Invalid
 from bricksllm.ports import DataPoint, EventQuery, Report, ReportQuery
 from bricksllm.storage.sql_engine import translate_errors
@@ -30,9 +31,14 @@ PERCENTILES = (0.5, 0.99)
 _c = events_table.c
 
 
-def _text(value: str) -> str:
-    """PostgreSQL text and JSONB cannot hold NUL; request-derived strings may contain it."""
-    return value.replace("\x00", "") if "\x00" in value else value
+# Request-derived strings may hold what no database stores (NUL, a lone surrogate from a header
+# byte that is not UTF-8): every admitted call must still be recorded, so they are stored escaped.
+_text = storable
+
+
+def _count(value: int) -> int:
+    """A count or amount as a BIGINT: never negative, never beyond 64 bits."""
+    return max(0, clamp_int64(value))
 
 
 _COLUMNS = (
@@ -59,11 +65,11 @@ def event_values(event: Event) -> tuple[Any, ...]:
         orjson.dumps([_text(t) for t in event.tags]).decode(),
         _text(event.provider),
         _text(event.model),
-        event.status,
-        event.cost_micros,
-        event.prompt_token_count,
-        event.completion_token_count,
-        event.latency_in_ms,
+        max(0, min(event.status, 999)),
+        _count(event.cost_micros),
+        _count(event.prompt_token_count),
+        _count(event.completion_token_count),
+        _count(event.latency_in_ms),
         _text(event.path),
         _text(event.method),
         _text(event.custom_id),
