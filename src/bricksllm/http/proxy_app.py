@@ -81,7 +81,8 @@ def create_proxy_app(
         return web.json_response({"status": "ok"})
 
     async def proxy(request: web.Request) -> web.StreamResponse:
-        call = Call(request.method, request.path, request.headers.get("X-CUSTOM-EVENT-ID", ""))
+        raw_path = request.raw_path.partition("?")[0]
+        call = Call(request.method, raw_path, request.headers.get("X-CUSTOM-EVENT-ID", ""))
         try:
             service.authenticate(call, request.headers)
             timeout = _timeout(request.headers, default_timeout)

@@ -23,6 +23,7 @@ import orjson
 from bricksllm.domain.limits import AdmissionPlan, Quota, plan
 from bricksllm.domain.models import Event, Key, ProviderSetting, Usage, hash_secret
 from bricksllm.domain.pricing import PriceTable
+from bricksllm.domain.text import PathRefused, canonical_path
 from bricksllm.errors import Forbidden, Invalid, LimitExceeded, NotFound, Unauthorized, Unavailable
 from bricksllm.ports import Counters, Metrics, RequestPolicy
 from bricksllm.providers.base import Operation, Provider
@@ -98,6 +99,10 @@ class ProxyService:
     def authenticate(self, call: Call, headers: Mapping[str, str]) -> None:
         """Resolve provider, route, key and provider setting; check allowedPaths. Raises on refusal."""
         call.created_at = int(self._clock())
+        try:
+            call.path = canonical_path(call.path)
+        except PathRefused as exc:
+            raise Invalid(f"[BricksLLM] invalid request path: {exc}") from None
         parts = call.path.split("/", 4)
         provider = self._providers.get("/".join(parts[:4])) if len(parts) > 3 else None
         if provider is None:
