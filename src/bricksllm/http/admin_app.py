@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import TypeVar
 
 from aiohttp import web
@@ -18,8 +19,10 @@ from pydantic import BaseModel
 
 from bricksllm import __version__
 from bricksllm.domain.models import micros_to_usd
+from bricksllm.domain.text import is_storable
 from bricksllm.errors import Invalid
 from bricksllm.http.admin_auth import AdminAuthMiddleware
+from bricksllm.http.admin_input import StorableInputMiddleware
 from bricksllm.http.admin_schemas import (
     MAX_COUNT,
     Deleted,
@@ -62,7 +65,30 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         raise BadJson(f"the request body is not valid JSON{where}") from None
     if not isinstance(data, dict):
         raise BadJson("the request body must be a JSON object")
+    bad = list(unstorable_fields(data))
+    if bad:
+        raise Invalid(
+            f"{', '.join(bad)}: text must be valid Unicode without NUL characters",
+            fields=list(dict.fromkeys(bad)),
+        )
     return model.model_validate(data)
+
+
+def unstorable_fields(value: object, name: str = "") -> Iterator[str]:
+    """The names (JSON paths, as in validation errors) of strings no database can store: lone
+    surrogates (JSON `\\ud800` escapes) and NUL. A bad object key is reported on its object."""
+    if isinstance(value, str):
+        if not is_storable(value):
+            yield name or "body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not is_storable(key):
+                yield name or "body"
+                continue
+            yield from unstorable_fields(item, f"{name}.{key}" if name else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from unstorable_fields(item, f"{name}[{i}]")
 
 
 def json_response(data: BaseModel | list[BaseModel]) -> web.Response:
@@ -266,7 +292,8 @@ def _operations(h: AdminHandlers) -> list[Operation]:
 def create_admin_app(service: AdminService, *, admin_pass: str) -> web.Application:
     """The admin aiohttp application; the caller runs it (and chooses host and port)."""
     app = web.Application(
-        middlewares=[ProblemMiddleware(), AdminAuthMiddleware(admin_pass)], client_max_size=MAX_BODY_BYTES
+        middlewares=[ProblemMiddleware(), AdminAuthMiddleware(admin_pass), StorableInputMiddleware()],
+        client_max_size=MAX_BODY_BYTES,
     )
     operations = _operations(AdminHandlers(service))
     document = build_document(operations, title="bricksllm admin API", version=__version__)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from bricksllm.domain.limits import COST_UNITS, RATE_UNITS
 from bricksllm.domain.models import CustomProvider, Key, RouteConfig
+from bricksllm.domain.text import has_control_chars
 from bricksllm.errors import Invalid
 
 Problems = list[tuple[str, str]]
@@ -31,6 +32,9 @@ REQUIRED_SETTING_KEYS: Mapping[str, tuple[str, ...]] = {
     "vllm": ("url",),
     "bedrock": ("awsAccessKeyId", "awsSecretAccessKey", "awsRegion"),
 }
+
+# Setting entries that are URLs (everything else may end up in a header sent to the provider).
+URL_SETTING_KEYS = frozenset({"url"})
 
 # The only `setting` entries ever returned by the admin API; every other value is a credential.
 PUBLIC_SETTING_KEYS = ("url", "resourceName", "apiVersion", "awsRegion")
@@ -106,6 +110,11 @@ def setting_problems(provider: str, setting: Mapping[str, str], required: Iterab
         for name in required
         if not setting.get(name)
     ]
+    for name, value in setting.items():
+        if has_control_chars(name) or has_control_chars(value):
+            problems.append((f"setting.{name}", "must not contain control characters (CR, LF, NUL, ...)"))
+        elif name not in URL_SETTING_KEYS and not value.isascii():
+            problems.append((f"setting.{name}", "must be ASCII: it is sent to the provider in a header"))
     url = setting.get("url", "")
     if url and not is_http_url(url):
         problems.append(("setting.url", "must be an http(s) URL"))
