@@ -11,24 +11,24 @@ import logging
 import time
 from collections.abc import Callable
 
-import aiohttp
 from aiohttp import web
 
 from bricksllm.domain.limits import plan
-from bricksllm.domain.pricing import PriceTable
 from bricksllm.http.admin_app import create_admin_app
 from bricksllm.http.proxy_app import create_proxy_app
 from bricksllm.ports import Counters, Metrics
-from bricksllm.providers.openai import OpenAIProvider
+from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
 from bricksllm.services.config_cache import ConfigCache
 from bricksllm.services.events import EventWriter
+from bricksllm.services.limits import Limits
 from bricksllm.services.proxy import ProxyService
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
+from bricksllm.upstream.aiohttp_client import AiohttpUpstream
 
 log = logging.getLogger("bricksllm")
 
@@ -76,31 +76,32 @@ class Gateway:
         )
         await self.events.start()
         stack.push_async_callback(self.events.stop)  # flushes every event left
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=s.upstream_connections, keepalive_timeout=30, ttl_dns_cache=300
-            )
-        )
-        stack.push_async_callback(self.session.close)
+        self.upstream = AiohttpUpstream(connections=s.upstream_connections)
+        stack.push_async_callback(self.upstream.close)
+        registry = ProviderRegistry()
         admin = AdminService(
             self.stores.config,
             self.stores.events,
             self.counters,
+            registry,
             on_change=self.config.refresh,
             clock=self.clock,
         )
+        limits = Limits(
+            self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock
+        )
         self.proxy = ProxyService(
             self.config,
-            self.counters,
+            limits,
             self.events,
-            [OpenAIProvider()],
-            PriceTable.load_default(),
+            registry,
+            self.upstream,
             self.metrics,
-            fail_open=s.redis_failure_mode == "open",
+            default_timeout=s.proxy_timeout,
             clock=self.clock,
         )
         admin_app = create_admin_app(admin, admin_pass=s.admin_pass)
-        proxy_app = create_proxy_app(self.proxy, lambda: self.session, s.proxy_timeout)
+        proxy_app = create_proxy_app(self.proxy)
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
         self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
 

@@ -158,8 +158,10 @@ class UpstreamResponse(Protocol):
     """An answer whose body has not been read yet. Transport failures while reading raise
     `errors.UpstreamError` (or `UpstreamTimeout`), like `Upstream.send` does."""
 
-    status: int
-    headers: Headers
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> Headers: ...
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (transfer encoding removed, content left as sent)."""

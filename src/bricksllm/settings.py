@@ -11,26 +11,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bricksllm.domain import durations
+
 
 class SettingsError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
-_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(name: str, value: str) -> float:
-    """Seconds from a duration like "500ms", "2s", "10m" or a bare number of seconds."""
-    v = value.strip()
+    """Seconds from a duration setting (`domain.durations` syntax); the error names `name`."""
     try:
-        return float(v)
-    except ValueError:
-        pass
-    m = _DURATION.match(v)
-    if not m:
-        raise SettingsError(f"{name}={value!r} is not a duration (examples: 500ms, 2s, 10m)")
-    return float(m.group(1)) * _SCALE[m.group(2)]
+        return durations.parse_duration(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

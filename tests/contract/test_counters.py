@@ -366,6 +366,7 @@ async def test_memory_seed_rebuilds_counters() -> None:
     clock.t = w.end + GRACE + 1
     assert len(counters) == 1  # the window's counter is gone, the all-time spend stays
 
+
 async def test_seed_sets_only_missing_counters(counters: Counters) -> None:
     w = window("h", time.time())
     rate = Quota("rate", 5, w)

@@ -17,6 +17,7 @@ from typing import IO, Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from bricksllm.http.admin_app import create_admin_app
+from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
@@ -85,7 +86,9 @@ async def running_admin(data_dir: Path, *, admin_pass: str = "") -> AsyncIterato
     async def on_change() -> None:
         changes.append(await stores.config.version())
 
-    service = AdminService(stores.config, stores.events, counters, on_change=on_change, clock=lambda: now[0])
+    service = AdminService(
+        stores.config, stores.events, counters, ProviderRegistry(), on_change=on_change, clock=lambda: now[0]
+    )
     client: TestClient[Any, Any] = TestClient(TestServer(create_admin_app(service, admin_pass=admin_pass)))
     await client.start_server()
     try:

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bricksllm.http.admin_app import create_admin_app
 from bricksllm.ports import EventQuery
+from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
@@ -138,7 +139,13 @@ async def test_unexpected_errors_are_a_generic_500(tmp_path: Path, caplog: pytes
     async def nothing() -> None:
         return None
 
-    service = AdminService(stores.config, BrokenEvents(), MemoryCounters(), on_change=nothing)  # type: ignore[arg-type]
+    service = AdminService(
+        stores.config,
+        BrokenEvents(),
+        MemoryCounters(),
+        ProviderRegistry(),
+        on_change=nothing,  # type: ignore[arg-type]
+    )
     async with TestClient(TestServer(create_admin_app(service, admin_pass=""))) as client:
         with caplog.at_level(logging.ERROR, logger="bricksllm.admin"):
             resp = await client.get("/api/events")

@@ -25,8 +25,6 @@ async def setting_id(admin: Admin) -> str:
     return str((await admin.setting())["id"])
 
 
-
-
 @pytest.mark.parametrize("method", ["PUT", "POST"])
 async def test_create_key_returns_the_configuration_but_never_the_secret(
     admin: Admin, setting_id: str, method: str

@@ -65,8 +65,8 @@ async def test_create_setting_hides_credentials(admin: Admin, method: str) -> No
     }
     assert created["settingKeys"] == ["apiVersion", "apikey", "clientSecret", "resourceName", "url"]
     assert created["prices"] == {
-        "gpt-4o": {"input": 2.5, "output": 10.0, "cachedInput": 1.25},
-        "gpt-4o-mini": {"input": 0.15, "output": 0.6, "cachedInput": None},
+        "gpt-4o": {"input": 2.5, "output": 10.0, "cachedInput": 1.25, "cacheWrite": None},
+        "gpt-4o-mini": {"input": 0.15, "output": 0.6, "cachedInput": None, "cacheWrite": None},
     }
     assert created["name"] == "prod azure" and created["allowedModels"] == ["gpt-4o"]
     assert created["createdAt"] == created["updatedAt"] == T0

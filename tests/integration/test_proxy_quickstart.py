@@ -247,7 +247,7 @@ async def test_model_of_a_multipart_request_is_checked(gateway: Running, mock_op
 
 
 async def test_body_over_the_limit_is_413(gateway: Running, mock_openai: MockOpenAI) -> None:
-    from bricksllm.http.proxy_app import MAX_BODY
+    from bricksllm.services.proxy import MAX_BODY
 
     await gateway.create_key(await gateway.create_setting(mock_openai.url))
     async with gateway.http.post(

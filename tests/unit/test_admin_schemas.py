@@ -32,6 +32,7 @@ from bricksllm.http.admin_schemas import (
 from bricksllm.http.admin_schemas_custom import CustomProviderOut, RouteConfigIn, RouteConfigPatch
 from bricksllm.http.problems import _field_name
 from bricksllm.ports import DataPoint, Report
+from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin_rules import (
     custom_provider_problems,
     is_http_url,
@@ -144,7 +145,7 @@ def test_setting_out_shows_only_public_entries() -> None:
     out = SettingOut.from_domain(s).model_dump(mode="json")
     assert out["setting"] == {"url": "https://u", "resourceName": "r"}
     assert out["settingKeys"] == ["apikey", "resourceName", "token", "url"]
-    assert out["prices"] == {"m": {"input": 1.0, "output": 2.0, "cachedInput": None}}
+    assert out["prices"] == {"m": {"input": 1.0, "output": 2.0, "cachedInput": None, "cacheWrite": None}}
     assert "SECRET" not in str(out) and "T0KEN" not in str(out)
 
 
@@ -326,7 +327,9 @@ ROUTE = RouteConfig("/a", "https://x.example/a", "model", "prompt", "completion"
     ],
 )
 def test_custom_provider_problems(provider: CustomProvider, taken: list[str], field: str) -> None:
-    assert field in [f for f, _ in custom_provider_problems(provider, taken)]
+    assert field in [
+        f for f, _ in custom_provider_problems(provider, taken, ProviderRegistry().builtin_names)
+    ]
 
 
 def test_secrets_are_hashed_with_sha256() -> None:

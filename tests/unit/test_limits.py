@@ -18,7 +18,6 @@ from bricksllm.domain.limits import (
     Quota,
     Window,
     decide,
-    parse_ttl,
     plan,
     window,
 )
@@ -227,37 +226,3 @@ def test_decide(p: AdmissionPlan, spent: list[int], used: int, expected: Admissi
 def test_decide_needs_one_value_per_spend_quota() -> None:
     with pytest.raises(ValueError):
         decide(FULL, [0], 0)
-
-
-# --- parse_ttl() --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("2d", 172_800),
-        ("1h30m", 5_400),
-        ("1h", 3_600),
-        ("15m", 900),
-        ("30s", 30),
-        ("1s", 1),
-        ("1m30s", 90),
-        ("1d2h3m4s", 93_784),
-        ("1.5h", 5_400),
-        ("1500ms", 1),  # whole seconds, rounded down
-        ("1s999ms", 1),
-        ("  2h ", 7_200),
-        ("0h1s", 1),
-    ],
-)
-def test_parse_ttl(text: str, seconds: int) -> None:
-    assert parse_ttl(text) == seconds
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["0s", "0", "", "   ", "abc", "-1h", "5x", "30", "h", "1h 30m", "1h-30m", "2w", "1y", "500ms", "1H"],
-)
-def test_parse_ttl_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_ttl(text)

@@ -294,7 +294,7 @@ def test_building_an_encoding_never_touches_the_network(
 def test_nothing_is_loaded_at_import() -> None:
     code = (
         "import bricksllm.domain.tokens as t, bricksllm.domain.pricing as p;"
-        "print(t.get_encoding.cache_info().currsize, p._default_table.cache_info().currsize)"
+        "print(t.get_encoding.cache_info().currsize, p._shipped_table.cache_info().currsize)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "0"]

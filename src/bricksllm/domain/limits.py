@@ -7,7 +7,6 @@ m, h, d, mo for spend. Everything here is pure: `now` is a unix timestamp passed
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -112,26 +111,3 @@ def decide(plan: AdmissionPlan, spent: list[int], used: int) -> Admission:
             return Admission(False, plan.rate, 0)
         return Admission(True, None, plan.rate.limit - used - 1)
     return Admission(True)
-
-
-_TTL_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def parse_ttl(text: str) -> int:
-    """Parse a duration such as "30s", "15m", "2h", "2d" or "1h30m" into whole seconds.
-
-    Raises ValueError on anything else (including zero or negative durations).
-    """
-    s = text.strip()
-    if not s:
-        raise ValueError("empty duration")
-    pos, total = 0, 0.0
-    for m in _TTL_PART.finditer(s):
-        if m.start() != pos:
-            break
-        amount, unit = float(m.group(1)), m.group(2)
-        total += amount / 1000 if unit == "ms" else amount * _UNIT_SECONDS[unit]
-        pos = m.end()
-    if pos != len(s) or total < 1:
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit s, m, h or d, e.g. 2d")
-    return int(total)

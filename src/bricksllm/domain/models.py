@@ -71,6 +71,7 @@ class ModelPrice:
     input: float = 0.0
     output: float = 0.0
     cached_input: float | None = None  # None: cached input tokens are billed as input
+    cache_write: float | None = None  # None: tokens written to a prompt cache are billed as input
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +127,11 @@ MAX_TOKENS = 10**12
 def token_count(value: object) -> int:
     """A token count read from an upstream answer, clamped to [0, MAX_TOKENS]; 0 when it is not
     a whole number. (A JSON parser may give a float for an integer beyond 64 bits.)"""
+    if type(value) is int:  # the common case, and never a bool
+        return value if 0 <= value <= MAX_TOKENS else max(0, min(value, MAX_TOKENS))
     if isinstance(value, float) and value.is_integer():
         return int(max(0.0, min(value, float(MAX_TOKENS))))
-    if isinstance(value, bool) or not isinstance(value, int):
-        return 0
-    return max(0, min(value, MAX_TOKENS))
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0  # part of prompt_tokens billed at the cached price
+    cache_write_tokens: int = 0  # part of prompt_tokens written to a prompt cache (Anthropic)
     reasoning_tokens: int = 0  # part of completion_tokens (informational)
 
 

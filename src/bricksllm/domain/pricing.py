@@ -27,10 +27,11 @@ from typing import Any
 from bricksllm.domain.models import ModelPrice, Usage
 
 # A snapshot date at the end of a name: -YYYY-MM-DD or -MMDD (gpt-4o-2024-08-06, gpt-4-0613).
-_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$")
+# Also -YYYYMMDD (claude-sonnet-4-5-20250929).
+_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|20\d{6}|(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))$")
 _FT_PREFIX = "ft:"
 _AUTO = "auto"
-_PRICE_FIELDS = frozenset({"input", "output", "cached_input"})
+_PRICE_FIELDS = frozenset({"input", "output", "cached_input", "cache_write"})
 _IMAGE_TOKEN_FIELDS = ("text_input", "cached_text_input", "image_input", "cached_image_input", "output")
 _MILLION = Decimal(1_000_000)
 
@@ -49,18 +50,23 @@ def _count(n: int) -> int:
 
 
 def cost_micros(price: ModelPrice, usage: Usage) -> int:
-    """`(prompt - cached) * input + cached * cached_input + completion * output`, in micro-dollars.
+    """`fresh * input + cached * cached_input + written * cache_write + completion * output`,
+    in micro-dollars, where fresh = prompt - cached - written.
 
-    Cached tokens are part of `prompt_tokens`; they are billed at `cached_input` when the model has
-    one, else at `input`. Reasoning tokens are already inside `completion_tokens`. Counts are
-    clamped (negative -> 0, cached <= prompt) so a malformed upstream usage cannot yield a credit.
+    Cached (read from a prompt cache) and written (to it) tokens are parts of `prompt_tokens`;
+    each is billed at its own price when the model has one, else at `input`. Reasoning tokens are
+    already inside `completion_tokens`. Counts are clamped (negative -> 0, parts <= prompt) so a
+    malformed upstream usage cannot yield a credit.
     """
     prompt = _count(usage.prompt_tokens)
     cached = min(_count(usage.cached_prompt_tokens), prompt)
+    written = min(_count(usage.cache_write_tokens), prompt - cached)
     cached_rate = price.input if price.cached_input is None else price.cached_input
+    write_rate = price.input if price.cache_write is None else price.cache_write
     total = (
-        (prompt - cached) * _dec(price.input)
+        (prompt - cached - written) * _dec(price.input)
         + cached * _dec(cached_rate)
+        + written * _dec(write_rate)
         + _count(usage.completion_tokens) * _dec(price.output)
     )
     return _round(total)
@@ -151,8 +157,14 @@ class PriceTable:
 
     @classmethod
     def load_default(cls) -> PriceTable:
-        """The table shipped as package data, parsed once per process."""
-        return _default_table()
+        """OpenAI's table (also Azure OpenAI's), shipped as package data, parsed once per process."""
+        return _shipped_table("prices.json")
+
+    @classmethod
+    def load(cls, name: str) -> PriceTable:
+        """A shipped table by provider: openai, anthropic, deepinfra; `none` prices every model
+        at 0 (self-hosted and custom models, priced only by a setting's `prices`)."""
+        return _shipped_table("prices.json" if name == "openai" else f"prices_{name}.json")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PriceTable:
@@ -306,11 +318,12 @@ def _model_price(where: str, value: Any) -> ModelPrice:
     unknown = set(entry) - _PRICE_FIELDS
     if unknown or "input" not in entry:
         raise ValueError(f"{where}: needs `input`, may have `output`, `cached_input`; got {sorted(entry)}")
-    cached = entry.get("cached_input")
+    cached, write = entry.get("cached_input"), entry.get("cache_write")
     return ModelPrice(
         input=_number(f"{where}.input", entry["input"]),
         output=_number(f"{where}.output", entry.get("output", 0.0)),
         cached_input=None if cached is None else _number(f"{where}.cached_input", cached),
+        cache_write=None if write is None else _number(f"{where}.cache_write", write),
     )
 
 
@@ -396,11 +409,11 @@ def _parse_table(data: Mapping[str, Any]) -> PriceTable:
 
 
 @functools.cache
-def _default_table() -> PriceTable:
-    text = resources.files("bricksllm.domain").joinpath("data", "prices.json").read_text("utf-8")
+def _shipped_table(filename: str) -> PriceTable:
+    text = resources.files("bricksllm.domain").joinpath("data", filename).read_text("utf-8")
     return PriceTable.from_mapping(json.loads(text))
 
 
 def resolve(model: str) -> str | None:
-    """`PriceTable.resolve` on the shipped table."""
-    return _default_table().resolve(model)
+    """`PriceTable.resolve` on the shipped OpenAI table."""
+    return PriceTable.load_default().resolve(model)

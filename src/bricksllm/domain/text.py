@@ -18,6 +18,8 @@ from urllib.parse import quote, unquote_to_bytes
 MAX_INT64 = 2**63 - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PCHAR_SAFE = "!$&'()*+,;=:@-._~"  # RFC 3986 pchar besides unreserved letters and digits
+# A path made only of these, with no dot segment, decodes to itself: nothing to check.
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9_\-~!$&'()*+,;=:@]+(?:\.+[A-Za-z0-9_\-~!$&'()*+,;=:@]+)*)+")
 
 
 class PathRefused(ValueError):
@@ -62,7 +64,7 @@ def canonical_path(raw: str) -> str:
     """
     if not raw.startswith("/"):
         raise PathRefused("the path must start with /")
-    if raw == "/":
+    if raw == "/" or _PLAIN_PATH.fullmatch(raw):
         return raw
     segments = raw.split("/")[1:]
     decoded: list[str] = []
@@ -91,4 +93,6 @@ def canonical_path(raw: str) -> str:
 
 def encode_path(path: str) -> str:
     """Percent-encode a path decoded by `canonical_path`, segment by segment."""
+    if _PLAIN_PATH.fullmatch(path):
+        return path
     return "/".join(quote(segment, safe=_PCHAR_SAFE) for segment in path.split("/"))

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from bricksllm.domain.limits import parse_ttl
+from bricksllm.domain.durations import parse_ttl
 from bricksllm.domain.models import (
     Event,
     Key,
@@ -213,15 +213,21 @@ class PriceIn(CamelRequest):
     input: Usd = Field(description="USD per 1M input tokens")
     output: Usd = Field(description="USD per 1M output tokens")
     cached_input: Usd | None = Field(None, description="USD per 1M cached input tokens; default: input")
+    cache_write: Usd | None = Field(
+        None, description="USD per 1M tokens written to a prompt cache; default: input"
+    )
 
     def to_domain(self) -> ModelPrice:
-        return ModelPrice(input=self.input, output=self.output, cached_input=self.cached_input)
+        return ModelPrice(
+            input=self.input, output=self.output, cached_input=self.cached_input, cache_write=self.cache_write
+        )
 
 
 class PriceOut(CamelResponse):
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
 
 
 SettingMap = Annotated[
@@ -271,7 +277,9 @@ class SettingOut(CamelResponse):
             name=s.name,
             allowed_models=list(s.allowed_models),
             prices={
-                m: PriceOut(input=p.input, output=p.output, cached_input=p.cached_input)
+                m: PriceOut(
+                    input=p.input, output=p.output, cached_input=p.cached_input, cache_write=p.cache_write
+                )
                 for m, p in s.prices.items()
             },
             setting={k: s.setting[k] for k in PUBLIC_SETTING_KEYS if k in s.setting},

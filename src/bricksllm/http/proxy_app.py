@@ -1,133 +1,77 @@
-"""The proxy server (port 8002): a thin aiohttp layer around `services.proxy.ProxyService`.
+"""The proxy server (port 8002) on aiohttp.web: it only translates between aiohttp and
+`services.exchange` (`Inbound` in, `Reply` out); `ProxyHandler` decides everything.
 
-It reads what the pipeline needs from the request, forwards the client's bytes upstream with
-the provider credential in place of the client's key, and relays the answer: buffered for JSON,
-event by event for server-sent events (see `http.relay`). Gateway errors use OpenAI's error shape.
+A streamed reply is written chunk by chunk as the service yields it; when the client goes away
+the reply stream is closed (`aclose`), which lets the service stop the upstream call and bill
+what was generated.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
 
 import aiohttp
-import orjson
 from aiohttp import web
-from yarl import URL
 
-from bricksllm.errors import BricksError, Invalid, LimitExceeded, TooLarge, UpstreamError, UpstreamTimeout
-from bricksllm.http import relay
-from bricksllm.http.headers import rate_headers, upstream_headers
-from bricksllm.services.proxy import Call, ProxyService
-from bricksllm.settings import SettingsError, parse_duration
+from bricksllm.errors import TooLarge
+from bricksllm.services.exchange import Inbound, ProxyHandler
 
-log = logging.getLogger(__name__)
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-}
-MAX_BODY = 64 * 1024 * 1024
+_GONE = (ConnectionResetError, aiohttp.ClientConnectionResetError)
 
 
-def error_response(exc: BricksError, call: Call | None = None) -> web.Response:
-    body = {
-        "error": {"message": exc.message, "type": _ERROR_TYPES.get(exc.status, "api_error"), "code": exc.code}
-    }
-    headers = {}
-    if isinstance(exc, LimitExceeded):
-        if exc.retry_after:
-            headers["Retry-After"] = str(exc.retry_after)
-        else:  # an all-time budget: retrying cannot help; tell the OpenAI SDKs not to
-            headers["x-should-retry"] = "false"
-    if call is not None:
-        headers.update(rate_headers(call))
-    return web.Response(
-        status=exc.status, body=orjson.dumps(body), content_type="application/json", headers=headers
-    )
+class AiohttpBody:
+    """`BodySource` over an aiohttp request."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.content_length = request.content_length
+
+    async def read(self, limit: int) -> bytes:
+        if self.content_length is not None and self.content_length > limit:
+            raise TooLarge(f"[BricksLLM] request body over {limit // 2**20} MiB")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self._request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"[BricksLLM] request body over {limit // 2**20} MiB")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._request.content.iter_any():
+            yield chunk
 
 
-def _timeout(headers: Any, default: float) -> float:
-    raw = headers.get("x-request-timeout")
-    if not raw:
-        return default
-    try:
-        value = parse_duration("x-request-timeout", raw)
-    except SettingsError:
-        raise Invalid("[BricksLLM] invalid timeout in x-request-timeout") from None
-    if value <= 0:
-        raise Invalid("[BricksLLM] invalid timeout in x-request-timeout")
-    return value
-
-
-def _upstream_url(call: Call, query: str) -> URL:
-    assert call.setting is not None and call.op is not None and call.provider is not None
-    base = (call.setting.base_url or call.provider.default_base_url).rstrip("/")
-    path = call.op.upstream_path
-    if base.endswith("/v1") and path.startswith("/v1/"):
-        base = base[:-3]
-    return URL(base + path + ("?" + query if query else ""), encoded=True)
-
-
-def create_proxy_app(
-    service: ProxyService, session: Callable[[], aiohttp.ClientSession], default_timeout: float
-) -> web.Application:
+def create_proxy_app(handler: ProxyHandler) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def proxy(request: web.Request) -> web.StreamResponse:
-        raw_path = request.raw_path.partition("?")[0]
-        call = Call(request.method, raw_path, request.headers.get("X-CUSTOM-EVENT-ID", ""))
+        inbound = Inbound(
+            request.method,
+            request.raw_path.partition("?")[0],
+            request.rel_url.raw_query_string,
+            request.headers,
+            AiohttpBody(request),
+        )
+        reply = await handler.handle(inbound)
+        if reply.stream is None:
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        out = web.StreamResponse(status=reply.status, headers=reply.headers)
         try:
-            service.authenticate(call, request.headers)
-            timeout = _timeout(request.headers, default_timeout)
-            assert call.op is not None
-            if call.op.kind == "upload":
-                data: Any = request.content  # streamed through, never buffered
-                await service.admit(call, b"", request.content_type)
-            else:
-                if request.content_length and request.content_length > MAX_BODY:
-                    raise TooLarge(f"[BricksLLM] request body over {MAX_BODY // 2**20} MiB")
-                body = await request.read()
-                data = await service.admit(call, body, request.headers.get("Content-Type", "")) or None
-        except BricksError as exc:
-            service.reject(call, exc.status)
-            return error_response(exc, call)
-        except web.HTTPRequestEntityTooLarge:
-            service.reject(call, 413)
-            return error_response(TooLarge(f"[BricksLLM] request body over {MAX_BODY // 2**20} MiB"), call)
-        headers = upstream_headers(request.headers, call, keep_length=call.op.kind == "upload")
-        try:
-            upstream = await session().request(
-                request.method,
-                _upstream_url(call, request.query_string),
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                allow_redirects=False,
-            )
-        except TimeoutError:
-            await service.finish(call, 504, None, 0)
-            return error_response(UpstreamTimeout("[BricksLLM] the provider did not answer in time"), call)
-        except aiohttp.ClientError as exc:
-            await service.finish(call, 502, None, 0)
-            log.warning("upstream request failed: %s", type(exc).__name__)
-            return error_response(UpstreamError("[BricksLLM] the provider could not be reached"), call)
-        try:
-            if upstream.content_type == "text/event-stream":
-                return await relay.stream(request, upstream, call, service)
-            if upstream.content_type == "application/json" or not 200 <= upstream.status < 300:
-                return await relay.buffered(upstream, call, service)
-            return await relay.raw(request, upstream, call, service)
-        finally:
-            upstream.release()
+            await out.prepare(request)
+            async for chunk in reply.stream:
+                await out.write(chunk)
+        except _GONE:  # the client went away: stop the upstream call, bill what was generated
+            await reply.stream.aclose()
+            return out
+        with contextlib.suppress(*_GONE):
+            await out.write_eof()
+        return out
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=2**63 - 1)  # bodies are bounded by the service
     app.router.add_route("GET", "/api/health", health)
     app.router.add_route("POST", "/api/health", health)
     app.router.add_route("*", "/{tail:.*}", proxy)

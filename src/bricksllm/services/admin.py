@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
-from bricksllm.domain.limits import parse_ttl
+from bricksllm.domain.durations import parse_ttl
 from bricksllm.domain.models import (
     CustomProvider,
     Event,
@@ -29,9 +29,8 @@ from bricksllm.domain.models import (
 )
 from bricksllm.errors import Conflict, Invalid, NotFound
 from bricksllm.ports import ConfigStore, Counters, EventQuery, EventStore, Report, ReportQuery
+from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin_rules import (
-    BUILTIN_PROVIDERS,
-    REQUIRED_SETTING_KEYS,
     custom_provider_problems,
     key_problems,
     raise_if,
@@ -75,12 +74,14 @@ class AdminService:
         config: ConfigStore,
         events: EventStore,
         counters: Counters,
+        registry: ProviderRegistry,
         on_change: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._events = events
         self._counters = counters
+        self._registry = registry
         self._on_change = on_change
         self._clock = clock
 
@@ -237,12 +238,11 @@ class AdminService:
     async def _check_setting(self, setting: ProviderSetting) -> None:
         if not setting.provider:
             raise Invalid("provider: is required", fields=["provider"])
-        if setting.provider in BUILTIN_PROVIDERS:
-            required: tuple[str, ...] = REQUIRED_SETTING_KEYS.get(setting.provider, ())
-        else:
+        required = self._registry.required_setting(setting.provider)
+        if required is None:
             custom = {p.provider: p for p in await self._config.list_custom_providers()}
             if setting.provider not in custom:
-                supported = ", ".join([*BUILTIN_PROVIDERS, *sorted(custom)])
+                supported = ", ".join([*self._registry.builtin_names, *sorted(custom)])
                 raise Invalid(
                     f"provider: {setting.provider} is not supported (one of {supported})", fields=["provider"]
                 )
@@ -265,7 +265,7 @@ class AdminService:
             authentication_param=authentication_param,
         )
         taken = [p.provider.lower() for p in await self._config.list_custom_providers()]
-        raise_if(custom_provider_problems(created, taken))
+        raise_if(custom_provider_problems(created, taken, self._registry.builtin_names))
         try:
             await self._config.create_custom_provider(created)
         except Conflict as exc:
@@ -307,7 +307,7 @@ class AdminService:
         others = [
             p.provider.lower() for p in await self._config.list_custom_providers() if p.id != provider_id
         ]
-        raise_if(custom_provider_problems(updated, others))
+        raise_if(custom_provider_problems(updated, others, self._registry.builtin_names))
         await self._config.update_custom_provider(updated)
         await self._on_change()
         return updated

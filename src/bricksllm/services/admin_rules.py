@@ -21,18 +21,6 @@ from bricksllm.errors import Invalid
 
 Problems = list[tuple[str, str]]
 
-BUILTIN_PROVIDERS = ("openai", "anthropic", "azure", "vllm", "deepinfra", "bedrock")
-
-# Keys each built-in provider needs in `setting` (missing or empty -> 400).
-REQUIRED_SETTING_KEYS: Mapping[str, tuple[str, ...]] = {
-    "openai": ("apikey",),
-    "anthropic": ("apikey",),
-    "deepinfra": ("apikey",),
-    "azure": ("apikey", "resourceName"),
-    "vllm": ("url",),
-    "bedrock": ("awsAccessKeyId", "awsSecretAccessKey", "awsRegion"),
-}
-
 # Setting entries that are URLs (everything else may end up in a header sent to the provider).
 URL_SETTING_KEYS = frozenset({"url"})
 
@@ -104,12 +92,14 @@ def key_problems(key: Key) -> Problems:
 
 
 def setting_problems(provider: str, setting: Mapping[str, str], required: Iterable[str]) -> Problems:
-    """`setting` after merging; `required` the keys the provider cannot work without."""
-    problems: Problems = [
-        (f"setting.{name}", f"is required for provider {provider}")
-        for name in required
-        if not setting.get(name)
-    ]
+    """`setting` after merging; `required` the keys the provider cannot work without (`a|b`:
+    one of them)."""
+    problems: Problems = []
+    for names in required:
+        choices = names.split("|")
+        if not any(setting.get(name) for name in choices):
+            also = f" (or {', '.join(choices[1:])})" if len(choices) > 1 else ""
+            problems.append((f"setting.{choices[0]}", f"is required for provider {provider}{also}"))
     for name, value in setting.items():
         if has_control_chars(name) or has_control_chars(value):
             problems.append((f"setting.{name}", "must not contain control characters (CR, LF, NUL, ...)"))
@@ -152,15 +142,17 @@ def route_config_problems(configs: Iterable[RouteConfig]) -> Problems:
     return problems
 
 
-def custom_provider_problems(provider: CustomProvider, taken: Iterable[str]) -> Problems:
-    """`taken`: names of the other custom providers (lower-case)."""
+def custom_provider_problems(
+    provider: CustomProvider, taken: Iterable[str], builtin: Iterable[str]
+) -> Problems:
+    """`taken`: names of the other custom providers (lower-case); `builtin`: built-in names."""
     problems: Problems = []
     name = provider.provider
     if not name:
         problems.append(("provider", "is required"))
     elif _WHITESPACE.search(name):
         problems.append(("provider", "must not contain whitespace"))
-    elif name in BUILTIN_PROVIDERS:
+    elif name in set(builtin):
         problems.append(("provider", f"{name} is a built-in provider name"))
     elif name in set(taken):
         problems.append(("provider", f"a custom provider named {name} already exists"))

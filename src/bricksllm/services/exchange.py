@@ -9,7 +9,7 @@ and still bill what was generated.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,7 +44,7 @@ class Reply:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None  # when set, the body; `body` is ignored
+    stream: AsyncGenerator[bytes, None] | None = None  # when set, the body; `body` is ignored
 
 
 class ProxyHandler(Protocol):

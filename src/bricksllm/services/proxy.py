@@ -1,252 +1,393 @@
-"""The proxy pipeline, free of HTTP-server types:
+"""The proxy pipeline: one call, owned here from the client's request to its recorded event.
 
-    authenticate -> route -> allowedPaths -> parse body -> allowedModels -> policies -> admit
-    (forwarding happens in the HTTP layer) -> usage -> price -> settle spend -> record event
+    path -> key -> provider and endpoint -> allowedPaths -> provider setting -> body -> model
+    -> transforms (PII) -> prepare (e.g. ask for stream usage) -> admit limits -> forward
+    -> relay and meter the answer -> price -> settle spend -> record the event
 
-Every check runs before anything is forwarded, and a body that cannot be parsed is refused
-rather than waved through. Everything on this path reads the in-memory configuration snapshot;
-the only I/O is the counters' admission (in-process, or one Redis round trip).
+Every stage yields a frozen value (the key, a `Target`, a `RequestView`, `Admitted`); a refused
+request is recorded from whichever of them exist. Every check runs before anything is
+forwarded, and a body that cannot be parsed is refused, never waved through. The HTTP server
+only translates (`services.exchange`); the upstream is a port (`ports.Upstream`). The only I/O
+before forwarding is the counters' admission (in-process, or one Redis round trip).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
-import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 
-from bricksllm.domain.limits import AdmissionPlan, Quota, plan
+from bricksllm.domain.durations import parse_duration
 from bricksllm.domain.models import Event, Key, ProviderSetting, Usage, hash_secret
-from bricksllm.domain.pricing import PriceTable
 from bricksllm.domain.text import PathRefused, canonical_path
-from bricksllm.errors import Forbidden, Invalid, LimitExceeded, NotFound, Unauthorized, Unavailable
-from bricksllm.ports import Counters, Metrics, RequestPolicy
-from bricksllm.providers.base import Operation, Provider
-from bricksllm.services import billing
-from bricksllm.services.config_cache import ConfigCache
-from bricksllm.services.events import EventWriter
+from bricksllm.errors import (
+    BricksError,
+    Forbidden,
+    Invalid,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+    UpstreamError,
+)
+from bricksllm.ports import Headers, Metrics, Upstream, UpstreamRequest, UpstreamResponse
+from bricksllm.providers.base import (
+    Body,
+    Kind,
+    Match,
+    Meter,
+    Metered,
+    Pricing,
+    Provider,
+    RequestView,
+    openai_error_body,
+)
+from bricksllm.providers.meters import PassMeter
+from bricksllm.providers.registry import ProviderRegistry
+from bricksllm.services.config_cache import ConfigIndex
+from bricksllm.services.exchange import Inbound, Reply
+from bricksllm.services.limits import Admitted, LimitRefusal, Limits
+from bricksllm.services.multipart import form_field
+from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
 
-log = logging.getLogger(__name__)
-
-JSON_KINDS = frozenset({"chat", "completions", "embeddings", "moderations", "responses", "images", "speech"})
-MULTIPART_KINDS = frozenset({"images_multipart", "transcription"})
-MODEL_KINDS = JSON_KINDS - {"moderations"} | MULTIPART_KINDS
-BILLED_KINDS = MODEL_KINDS  # the calls that carry a model are the ones that cost something
+MAX_BODY = 64 * 1024 * 1024
+MAX_REQUEST_TIMEOUT = 86_400.0
+BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
+SSE = "text/event-stream"
 
 
-def client_key(headers: Mapping[str, str]) -> str:
-    """The caller's gateway key: `Authorization: Bearer`, then `api-key`, then `x-api-key`."""
-    auth = headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer " and auth[7:].strip():
-        return auth[7:].strip()
-    return headers.get("api-key", "").strip() or headers.get("x-api-key", "").strip()
+class ConfigSource(Protocol):
+    """The in-memory configuration snapshot (`ConfigCache`), replaced whole on every change."""
+
+    @property
+    def current(self) -> ConfigIndex: ...
 
 
-@dataclass(slots=True)
+class EventSink(Protocol):
+    def record(self, event: Event) -> None:
+        """Queue an event; never blocks, never does I/O (`EventWriter`)."""
+        ...
+
+
+class RequestTransform(Protocol):
+    """A pure rewrite of an admitted request before it is forwarded (PII redaction comes here).
+    Raise `errors.Forbidden` to block it."""
+
+    async def __call__(self, key: Key, target: Target, view: RequestView) -> RequestView: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: Provider
+    match: Match
+    setting: ProviderSetting
+
+    @property
+    def kind(self) -> Kind:
+        return self.match.endpoint.kind
+
+    @property
+    def pricing(self) -> Pricing:
+        return Pricing(self.provider.prices, self.setting.prices)
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
-    """The state of one proxied request, filled in as it goes through the pipeline."""
+    """An admitted call, as the answer's stages see it."""
 
+    key: Key
+    target: Target
+    view: RequestView
+    admitted: Admitted
     method: str
     path: str
     custom_id: str
-    started: float = field(default_factory=time.perf_counter)
-    created_at: int = 0
-    provider: Provider | None = None
-    key: Key | None = None
-    setting: ProviderSetting | None = None
-    op: Operation | None = None
-    parsed: dict[str, Any] | None = None
-    model: str = ""
-    client_wants_usage: bool = False
-    plan: AdmissionPlan | None = None
-    rate_remaining: int = -1
+    created_at: int
+    started: float
 
 
 class ProxyService:
     def __init__(
         self,
-        config: ConfigCache,
-        counters: Counters,
-        events: EventWriter,
-        providers: Sequence[Provider],
-        prices: PriceTable,
+        config: ConfigSource,
+        limits: Limits,
+        events: EventSink,
+        registry: ProviderRegistry,
+        upstream: Upstream,
         metrics: Metrics,
         *,
-        policies: Sequence[RequestPolicy] = (),
-        fail_open: bool = False,
+        default_timeout: float = 600.0,
+        transforms: Sequence[RequestTransform] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
-        self._counters = counters
+        self._limits = limits
         self._events = events
-        self._providers = {p.prefix: p for p in providers}
-        self._prices = prices
+        self._registry = registry
+        self._upstream = upstream
         self._metrics = metrics
-        self._policies = policies
-        self._fail_open = fail_open
+        self._default_timeout = default_timeout
+        self._transforms = transforms
         self._clock = clock
         # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
         self._event_prefix = secrets.token_hex(8)
         self._event_seq = itertools.count(1)
 
-    # --- before forwarding -------------------------------------------------------------
-
-    def authenticate(self, call: Call, headers: Mapping[str, str]) -> None:
-        """Resolve provider, route, key and provider setting; check allowedPaths. Raises on refusal."""
-        call.created_at = int(self._clock())
+    async def handle(self, inbound: Inbound) -> Reply:
+        started = time.perf_counter()
+        created_at = int(self._clock())
+        custom_id = inbound.headers.get("X-CUSTOM-EVENT-ID", "")
+        path = inbound.path
+        key: Key | None = None
+        target: Target | None = None
+        view: RequestView | None = None
+        admitted: Admitted | None = None
         try:
-            call.path = canonical_path(call.path)
+            path = self._path(inbound.path)
+            key = self._authenticate(inbound.headers, created_at)
+            target = self._target(key, inbound.method, path)
+            timeout = self._timeout(inbound.headers)
+            view = await self._read(target, inbound)
+            for transform in self._transforms:
+                view = await transform(key, target, view)
+            view = target.kind.prepare(view)
+            admitted = await self._limits.admit(key)
+        except BricksError as exc:
+            if isinstance(exc, LimitRefusal):
+                admitted = exc.admitted
+            self._record(inbound.method, path, custom_id, created_at, started, key, target, view, exc.status)
+            return self._error_reply(target.provider if target else None, exc, admitted)
+        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, started)
+        return await self._forward(call, inbound, seconds=timeout)
+
+    # --- before forwarding -------------------------------------------------------------------
+
+    @staticmethod
+    def _path(raw: str) -> str:
+        try:
+            path = canonical_path(raw)
         except PathRefused as exc:
             raise Invalid(f"[BricksLLM] invalid request path: {exc}") from None
-        parts = call.path.split("/", 4)
-        provider = self._providers.get("/".join(parts[:4])) if len(parts) > 3 else None
-        if provider is None:
+        if not ProviderRegistry.serves(path):
             raise NotFound("[BricksLLM] route not supported")
-        call.provider = provider
+        return path
+
+    def _authenticate(self, headers: Headers, now: int) -> Key:
         raw = client_key(headers)
         if not raw:
             raise Unauthorized("[BricksLLM] api key not found in header")
-        index = self._config.current
-        key = index.keys_by_hash.get(hash_secret(raw))
+        key = self._config.current.keys_by_hash.get(hash_secret(raw))
         if key is None:
             raise Unauthorized("[BricksLLM] key is not found")
-        call.key = key
         if key.revoked:
             raise Unauthorized("[BricksLLM] key has been revoked")
         expires = key.expires_at()
-        if expires is not None and call.created_at >= expires:
+        if expires is not None and now >= expires:
             raise Unauthorized("[BricksLLM] key has expired")
-        op = provider.match(call.method, call.path)
-        if op is None:
+        return key
+
+    def _target(self, key: Key, method: str, path: str) -> Target:
+        index = self._config.current
+        found = self._registry.resolve(method, path, index.custom_providers)
+        if found is None:
             raise NotFound("[BricksLLM] route not supported")
-        call.op = op
-        if key.allowed_paths and not any(
-            p.method == call.method and p.path in (op.pattern, call.path) for p in key.allowed_paths
-        ):
+        provider, match = found
+        endpoint = match.endpoint
+        names = (endpoint.pattern, path, *endpoint.aliases)
+        if key.allowed_paths and not any(p.method == method and p.path in names for p in key.allowed_paths):
             raise Forbidden("[BricksLLM] path is not allowed")
-        for sid in key.all_setting_ids:
-            setting = index.settings.get(sid)
+        for setting_id in key.all_setting_ids:
+            setting = index.settings.get(setting_id)
             if setting is not None and setting.provider == provider.name:
-                call.setting = setting
-                return
-        raise Unauthorized(f"[BricksLLM] key has no {provider.name} provider setting")
+                return Target(provider, match, setting)
+        raise Forbidden(f"[BricksLLM] key has no {provider.name} provider setting")
 
-    async def admit(self, call: Call, body: bytes, content_type: str) -> bytes:
-        """Parse what is needed, check model and policies, then take the limits. Returns the body
-        to forward (the client's bytes unless something had to change)."""
-        assert call.op is not None and call.key is not None and call.setting is not None
-        op, key = call.op, call.key
-        forward = body
-        if op.kind in JSON_KINDS or (body and content_type.startswith("application/json")):
-            parsed = _parse_json(body)
-            call.parsed = parsed
-            model = parsed.get("model", "")
-            call.model = model if isinstance(model, str) else ""
-            opts = parsed.get("stream_options")
-            call.client_wants_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-            assert call.provider is not None
-            if call.provider.prepare_body(op, parsed):
-                forward = orjson.dumps(parsed)
-        elif op.kind in MULTIPART_KINDS:
-            call.model = billing.multipart_field(body, content_type, "model")
-        if op.kind in MODEL_KINDS and call.setting.allowed_models and not call.model:
-            raise Invalid("[BricksLLM] model is required by this key's provider setting")
-        if not call.setting.allows_model(call.model):
-            raise Forbidden("[BricksLLM] model is not allowed")
-        for policy in self._policies:
-            forward = await policy.inspect(key, call.model, forward, call.parsed)
-        now = self._clock()
-        call.plan = plan(key, now)
-        if call.plan.empty:
-            return forward
+    def _timeout(self, headers: Headers) -> float:
+        raw = headers.get("x-request-timeout")
+        if not raw:
+            return self._default_timeout
         try:
-            admission = await self._counters.admit(key.key_id, call.plan)
-        except Unavailable:
-            self._metrics.incr("counters.unavailable")
-            if self._fail_open:
-                return forward
-            raise Unavailable("[BricksLLM] limits cannot be checked right now; try again shortly") from None
-        call.rate_remaining = admission.rate_remaining
-        quota = admission.denied_by
-        if quota is not None:
-            self._metrics.incr(f"proxy.denied.{quota.kind}")
-            raise _limit_error(quota, now)
-        return forward
+            value = parse_duration(raw)
+        except ValueError:
+            value = 0.0
+        if not 0 < value <= MAX_REQUEST_TIMEOUT:
+            raise Invalid("[BricksLLM] invalid timeout in x-request-timeout (e.g. 30s, 2m; at most 1d)")
+        return value
 
-    # --- after the upstream answered -----------------------------------------------------
+    async def _read(self, target: Target, inbound: Inbound) -> RequestView:
+        kind = target.kind
+        content_type = inbound.headers.get("Content-Type", "")
+        model, stream, parsed, body = "", False, None, b""
+        if kind.body is not Body.STREAMED:
+            body = await inbound.body.read(MAX_BODY)
+            if kind.body is Body.JSON or (body and content_type.startswith("application/json")):
+                parsed = _json_object(body)
+                model, stream = kind.describe(parsed)
+            elif kind.body is Body.MULTIPART:
+                model = form_field(body, content_type, "model")
+        model = model or target.provider.default_model(target.match)
+        view = RequestView(body, parsed, model, stream, content_type, inbound.query)
+        setting = target.setting
+        if kind.billed and setting.allowed_models and not view.model:
+            raise Invalid("[BricksLLM] model is required by this key's provider setting")
+        if not setting.allows_model(view.model):
+            raise Forbidden("[BricksLLM] model is not allowed")
+        return view
 
-    def price(self, call: Call, usage: Usage | None, response: dict[str, Any] | None) -> int:
-        micros, known = billing.cost_micros(self._prices, call, usage, response)
-        if not known:
-            self._metrics.incr("pricing.unknown_model")
-        return micros
+    # --- forwarding and the answer -------------------------------------------------------------
 
-    async def finish(self, call: Call, status: int, usage: Usage | None, micros: int) -> None:
-        """Settle the spend (before the client sees the answer, so its next request is judged on
-        it) and queue the event."""
-        key = call.key
-        if key is not None and micros > 0:
-            window = call.plan.spend_window if call.plan else None
+    async def _forward(self, call: Call, inbound: Inbound, *, seconds: float) -> Reply:
+        target = call.target
+        streamed = target.kind.body is Body.STREAMED
+        body: bytes | AsyncIterable[bytes] = inbound.body.chunks() if streamed else call.view.body
+        request = UpstreamRequest(
+            call.method,
+            target.provider.upstream_url(target.setting, target.match, inbound.query),
+            upstream_headers(inbound.headers, target.provider, target.setting, keep_length=streamed),
+            body,
+            seconds,
+        )
+        try:
+            response = await self._upstream.send(request)
+        except UpstreamError as exc:
+            await self._finish(call, exc.status, Metered(), billable=False)
+            return self._error_reply(target.provider, exc, call.admitted)
+        return await self._answer(call, response)
+
+    async def _answer(self, call: Call, response: UpstreamResponse) -> Reply:
+        kind = call.target.kind
+        status = response.status
+        content_type = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+        billable = kind.billed and 200 <= status < 300
+        meter: Meter = kind.meter(call.view, content_type) if billable else PassMeter()
+        headers = reply_headers(response.headers, call.admitted)
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) <= BUFFERED_ANSWER:
             try:
-                await self._counters.settle(key.key_id, micros, window)
-            except Exception:
-                self._metrics.incr("counters.settle_error")
-                log.warning(
-                    "could not add %d micro-dollars of spend to key %s", micros, key.key_id, exc_info=True
-                )
-        self._record(call, status, usage or Usage(), micros)
+                body = await response.read(int(length))
+            except UpstreamError as exc:
+                await self._finish(call, exc.status, Metered(), billable=False)
+                return self._error_reply(call.target.provider, exc, call.admitted)
+            finally:
+                await response.aclose()
+            sent = meter.feed(body)
+            rest, metered = meter.finish()
+            await self._finish(call, status, metered, billable=billable)
+            return Reply(status, headers, sent + rest)
+        if length.isdigit() and content_type != SSE:
+            headers.append(("Content-Length", length))
+        return Reply(status, headers, stream=self._relay(call, response, meter, billable))
 
-    def reject(self, call: Call, status: int) -> None:
-        self._record(call, status, Usage(), 0)
+    async def _relay(
+        self, call: Call, response: UpstreamResponse, meter: Meter, billable: bool
+    ) -> AsyncGenerator[bytes, None]:
+        """The answer as it arrives. If the client goes away the server closes this generator
+        (GeneratorExit) or cancels it: the upstream call is closed and what was generated is
+        still billed (status 499). If the upstream breaks, an error event ends the stream."""
+        status = response.status
+        finished: tuple[bytes, Metered] | None = None
+        try:
+            async for chunk in response.chunks():
+                sent = meter.feed(chunk)
+                if sent:
+                    yield sent
+                if meter.done:
+                    break
+            finished = meter.finish()
+            if finished[0]:
+                yield finished[0]
+            if finished[1].failure:
+                status = 502
+                yield call.target.provider.stream_error(finished[1].failure)
+        except (GeneratorExit, asyncio.CancelledError):
+            status = 499
+            raise
+        except UpstreamError as exc:
+            status = exc.status
+            yield call.target.provider.stream_error("[BricksLLM] the provider stream was interrupted")
+        finally:
+            await response.aclose()
+            metered = (finished or meter.finish())[1]
+            await self._finish(call, status, metered, billable=billable)
 
-    def _record(self, call: Call, status: int, usage: Usage, micros: int) -> None:
-        key = call.key
+    async def _finish(self, call: Call, status: int, metered: Metered, *, billable: bool) -> None:
+        """Price what was used, settle the spend (before the client sees the end of the answer,
+        so its next request is judged on it) and queue the event."""
+        micros = 0
+        usage = metered.usage
+        if billable:
+            kind = call.target.kind
+            if usage is None and metered.parsed and kind.estimates:
+                usage = await asyncio.to_thread(kind.estimate, call.view, metered)
+                metered = dataclasses.replace(metered, usage=usage)
+            micros, known = kind.cost(call.target.pricing, call.view, metered)
+            if not known:
+                self._metrics.incr("pricing.unknown_model")
+            if not metered.parsed:
+                self._metrics.incr("pricing.unreadable_answer")
+            await self._limits.settle(call.key, call.admitted, micros)
+        self._record(
+            call.method, call.path, call.custom_id, call.created_at, call.started,
+            call.key, call.target, call.view, status, usage or Usage(), micros,
+        )  # fmt: skip
+
+    # --- replies and events ----------------------------------------------------------------------
+
+    @staticmethod
+    def _error_reply(provider: Provider | None, exc: BricksError, admitted: Admitted | None) -> Reply:
+        render = provider.error_body if provider is not None else openai_error_body
+        headers = [("Content-Type", "application/json")]
+        if isinstance(exc, LimitExceeded):
+            if exc.retry_after:
+                headers.append(("Retry-After", str(exc.retry_after)))
+            else:  # an all-time budget: retrying cannot help; tell the OpenAI SDKs not to
+                headers.append(("x-should-retry", "false"))
+        if admitted is not None:
+            headers += admitted.rate_headers()
+        return Reply(exc.status, headers, render(exc.status, exc.message, exc.code))
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        custom_id: str,
+        created_at: int,
+        started: float,
+        key: Key | None,
+        target: Target | None,
+        view: RequestView | None,
+        status: int,
+        usage: Usage | None = None,
+        micros: int = 0,
+    ) -> None:
+        usage = usage or Usage()
         self._events.record(
             Event(
                 id=f"{self._event_prefix}-{next(self._event_seq):x}",
-                created_at=call.created_at or int(self._clock()),
+                created_at=created_at,
                 key_id=key.key_id if key else "",
                 tags=key.tags if key else (),
-                provider=call.provider.name if call.provider else "",
-                model=call.model,
+                provider=target.provider.name if target else "",
+                model=view.model if view else "",
                 status=status,
-                path=call.path,
-                method=call.method,
+                path=path,
+                method=method,
                 cost_micros=micros,
                 prompt_token_count=usage.prompt_tokens,
                 completion_token_count=usage.completion_tokens,
-                latency_in_ms=int((time.perf_counter() - call.started) * 1000),
-                custom_id=call.custom_id,
+                latency_in_ms=int((time.perf_counter() - started) * 1000),
+                custom_id=custom_id,
             )
         )
 
 
-_UNIT = {"s": "second", "m": "minute", "h": "hour", "d": "day", "mo": "month"}
-
-
-def _limit_error(quota: Quota, now: float) -> LimitExceeded:
-    """A refusal that names the limit that was reached (never the key)."""
-    per = f" per {_UNIT[quota.window.unit]}" if quota.window else ""
-    if quota.kind == "rate":
-        msg, code = (
-            f"[BricksLLM] too many requests: rate limit of {quota.limit}{per} reached",
-            "rate_limit_exceeded",
-        )
-    else:
-        field = "costLimitInUsd" if quota.kind == "spend" else "costLimitInUsdOverTime"
-        msg, code = (
-            f"[BricksLLM] spend limit of ${quota.limit / 1e6:g}{per} reached ({field})",
-            "cost_limit_exceeded",
-        )
-    return LimitExceeded(msg, code=code, retry_after=quota.retry_after(now), limit=quota.limit)
-
-
-def _parse_json(body: bytes) -> dict[str, Any]:
+def _json_object(body: bytes) -> Mapping[str, Any]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
