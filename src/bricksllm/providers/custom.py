@@ -94,6 +94,8 @@ class CustomStreamMeter:
         self._failure = ""
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.done:  # nothing after the end word (or after giving up) reaches the client
+            return b""
         out: list[bytes] = []
         for event in self._split.split(chunk):
             data = field(event, b"data").strip()

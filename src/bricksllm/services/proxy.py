@@ -145,13 +145,15 @@ class ProxyService:
         custom_id = inbound.headers.get("X-CUSTOM-EVENT-ID", "")
         path = inbound.path
         key: Key | None = None
+        provider: Provider | None = None
         target: Target | None = None
         view: RequestView | None = None
         admitted: Admitted | None = None
         try:
             path = self._path(inbound.path)
             key = self._authenticate(inbound.headers, created_at)
-            target = self._target(key, inbound.method, path)
+            provider, match = self._resolve(inbound.method, path)
+            target = self._target(key, provider, match, inbound.method, path)
             timeout = self._timeout(inbound.headers)
             view = await self._read(target, inbound)
             for transform in self._transforms:
@@ -161,8 +163,10 @@ class ProxyService:
         except BricksError as exc:
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted
-            self._record(inbound.method, path, custom_id, created_at, started, key, target, view, exc.status)
-            return self._error_reply(target.provider if target else None, exc, admitted)
+            self._record(
+                inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status
+            )
+            return self._error_reply(provider, exc, admitted)
         call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, started)
         return await self._forward(call, inbound, seconds=timeout)
 
@@ -192,12 +196,14 @@ class ProxyService:
             raise Unauthorized("[BricksLLM] key has expired")
         return key
 
-    def _target(self, key: Key, method: str, path: str) -> Target:
-        index = self._config.current
-        found = self._registry.resolve(method, path, index.custom_providers)
+    def _resolve(self, method: str, path: str) -> tuple[Provider, Match]:
+        found = self._registry.resolve(method, path, self._config.current.custom_providers)
         if found is None:
             raise NotFound("[BricksLLM] route not supported")
-        provider, match = found
+        return found
+
+    def _target(self, key: Key, provider: Provider, match: Match, method: str, path: str) -> Target:
+        index = self._config.current
         endpoint = match.endpoint
         names = (endpoint.pattern, path, *endpoint.aliases)
         if key.allowed_paths and not any(p.method == method and p.path in names for p in key.allowed_paths):
@@ -334,7 +340,7 @@ class ProxyService:
             await self._limits.settle(call.key, call.admitted, micros)
         self._record(
             call.method, call.path, call.custom_id, call.created_at, call.started,
-            call.key, call.target, call.view, status, usage or Usage(), micros,
+            call.key, call.target.provider, call.view, status, usage or Usage(), micros,
         )  # fmt: skip
 
     # --- replies and events ----------------------------------------------------------------------
@@ -360,7 +366,7 @@ class ProxyService:
         created_at: int,
         started: float,
         key: Key | None,
-        target: Target | None,
+        provider: Provider | None,
         view: RequestView | None,
         status: int,
         usage: Usage | None = None,
@@ -373,7 +379,7 @@ class ProxyService:
                 created_at=created_at,
                 key_id=key.key_id if key else "",
                 tags=key.tags if key else (),
-                provider=target.provider.name if target else "",
+                provider=provider.name if provider else "",
                 model=view.model if view else "",
                 status=status,
                 path=path,
