@@ -1,7 +1,7 @@
 // The admin JSON API, as the dashboard calls it. The only module that talks to the server.
 //
 // The password the operator typed is kept in sessionStorage (gone when the tab closes) and sent
-// as X-API-KEY. Writes always carry Content-Type: application/json. A 401 is announced with a
+// as X-API-KEY. Every write (even a DELETE) carries Content-Type: application/json. A 401 is announced with a
 // "bricks:unauthorized" event so the shell can ask for the password again.
 
 const STORE = "bricksllm.adminPass";
@@ -30,10 +30,8 @@ export async function request(method, path, body) {
   const pass = password();
   if (pass) headers["X-API-KEY"] = pass;
   const init = { method, headers, credentials: "omit", cache: "no-store" };
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+  if (method !== "GET") headers["Content-Type"] = "application/json"; // every write, even DELETE
+  if (body !== undefined) init.body = JSON.stringify(body);
   const response = await fetch(path, init);
   const text = await response.text();
   let data = null;

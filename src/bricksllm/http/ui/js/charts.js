@@ -32,7 +32,7 @@ function withAlpha(color, alpha) {
 export function timeChart({ id, title, times, series, format = String, summary = "", bars = false }) {
   const plot = h("div", { class: "plot", "aria-hidden": "true" });
   const rows = times.map((t, i) =>
-    h("tr", {}, h("td", {}, dateTime(t)), series.map((s) => h("td", { class: "num" }, format(s.values[i])))),
+    h("tr", {}, h("td", {}, dateTime(t)), series.map((s) => h("td", { class: "num" }, s.values[i] == null ? "–" : format(s.values[i])))),
   );
   const element = h(
     "figure",
@@ -127,9 +127,10 @@ export function reportSeries(report) {
     spend: pick("costInUsd"),
     prompt: pick("promptTokenCount"),
     completion: pick("completionTokenCount"),
-    errorRate: points.map((p) => (p.numberOfRequests ? (p.numberOfRequests - p.successCount) / p.numberOfRequests : 0)),
-    p50: pick("latencyInMsMedian"),
-    p99: pick("latencyInMs99th"),
+    // rates and latencies of an empty bucket are unknown, not 0: null leaves a gap in the line
+    errorRate: points.map((p) => (p.numberOfRequests ? (p.numberOfRequests - p.successCount) / p.numberOfRequests : null)),
+    p50: points.map((p) => (p.numberOfRequests ? p.latencyInMsMedian : null)),
+    p99: points.map((p) => (p.numberOfRequests ? p.latencyInMs99th : null)),
   };
 }
 

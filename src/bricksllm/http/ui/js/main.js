@@ -60,7 +60,8 @@ async function route() {
     if (page.isConnected) page.append(h("p", { class: "error", role: "alert" }, `Could not load this page: ${exc.message}`));
   }
   const title = page.querySelector("h1");
-  if (title && page.isConnected && document.activeElement === document.body) title.focus();
+  // Focus follows navigation (as a page load would), unless the user already moved into the page.
+  if (title && page.isConnected && !page.contains(document.activeElement)) title.focus();
 }
 
 /** True when the admin API answers (no password needed, or the stored one is right). */
@@ -119,6 +120,11 @@ function unlock() {
 }
 
 window.addEventListener("hashchange", route);
+// The skip link must not change the hash (that is the router's): it moves the focus instead.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  (main.querySelector("h1") || main).focus();
+});
 window.addEventListener("bricks:unauthorized", () => {
   if (unlocked) showLogin("The password was not accepted any more; enter it again.");
 });
