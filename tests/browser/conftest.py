@@ -126,7 +126,11 @@ class Recorder:
         return [r for r in self.requests if "/api/" in r[1]]
 
     def foreign(self, origin: str) -> list[str]:
-        return [url for _, url, _ in self.requests if not (url.startswith(origin + "/") or url.startswith("data:"))]
+        return [
+            url
+            for _, url, _ in self.requests
+            if not (url.startswith(origin + "/") or url.startswith("data:"))
+        ]
 
 
 def open_page(browser: Any, served: Served) -> tuple[Any, Any, Recorder]:

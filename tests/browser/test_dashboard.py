@@ -19,8 +19,9 @@ from bricksllm.domain.models import Event
 from tests.browser.conftest import SCREENSHOTS, Recorder, Served, admin_call
 
 pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect
 
+DASH = "\u2013"  # the en dash of "1\u20134 of 4"
 SECRET = "bk-browser-secret-1"
 UPSTREAM_KEY = "sk-upstream-from-the-browser"
 
@@ -111,9 +112,10 @@ def test_configure_through_the_ui_then_see_proxied_calls(served: Served, page_of
     assert column_sum(page, "chart-requests", 2) == 1  # Errors
     assert column_sum(page, "chart-tokens", 1) > 0
     p99_cells = page.evaluate(
-        """[...document.querySelectorAll("#chart-latency details tbody tr td:nth-child(3)")].map((td) => td.textContent)"""
+        """[...document.querySelectorAll("#chart-latency details tbody tr td:nth-child(3)")]
+            .map((td) => td.textContent)"""
     )
-    assert 1 <= len([c for c in p99_cells if c != "–"]) <= 2  # only buckets with calls have a latency
+    assert 1 <= len([c for c in p99_cells if c != DASH]) <= 2  # only buckets with calls have a latency
     expect(page.locator("#chart-requests .summary")).to_have_text("4 in total, 1 not 2xx")
     key_row = page.locator("tbody tr", has_text="browser key")
     expect(key_row).to_contain_text("of $5.00")
@@ -125,20 +127,20 @@ def test_configure_through_the_ui_then_see_proxied_calls(served: Served, page_of
 
     # the events table, filtered
     page.get_by_role("link", name="Events").click()
-    expect(page.locator("#events-range")).to_have_text("1–4 of 4")
+    expect(page.locator("#events-range")).to_have_text(f"1{DASH}4 of 4")
     expect(page.locator("table tbody tr")).to_have_count(4)
     page.get_by_label("Status").select_option("5xx")
     page.get_by_role("button", name="Apply").click()
-    expect(page.locator("#events-range")).to_have_text("1–1 of 1")
+    expect(page.locator("#events-range")).to_have_text(f"1{DASH}1 of 1")
     expect(page.locator("table tbody tr")).to_contain_text("500")
     page.get_by_label("Status").select_option("")
     page.get_by_label("Key").select_option(label="browser key")
     page.get_by_label("Model").fill("gpt-4o")
     page.get_by_role("button", name="Apply").click()
-    expect(page.locator("#events-range")).to_have_text("1–4 of 4")
+    expect(page.locator("#events-range")).to_have_text(f"1{DASH}4 of 4")
     page.get_by_label("Model").fill("gpt-4o-mini")
     page.get_by_role("button", name="Apply").click()
-    expect(page.locator("#events-range")).to_have_text("0–0 of 0")
+    expect(page.locator("#events-range")).to_have_text(f"0{DASH}0 of 0")
 
     # the key's own page
     page.goto(served.ui + "#/keys")
@@ -176,11 +178,11 @@ def test_events_pagination(served: Served, page_of: Any) -> None:
     served.run(served.gateway.stores.events.insert_events(synthetic))
     page, _ = page_of(served)
     page.goto(served.ui + "#/events?customId=pagination&size=25")
-    expect(page.locator("#events-range")).to_have_text("1–25 of 30")
+    expect(page.locator("#events-range")).to_have_text(f"1{DASH}25 of 30")
     expect(page.locator("table tbody tr")).to_have_count(25)
     expect(page.get_by_role("button", name="Previous")).to_be_disabled()
     page.get_by_role("button", name="Next").click()
-    expect(page.locator("#events-range")).to_have_text("26–30 of 30")
+    expect(page.locator("#events-range")).to_have_text(f"26{DASH}30 of 30")
     expect(page.locator("table tbody tr")).to_have_count(5)
     expect(page.locator("table tbody tr").last).to_contain_text("gpt-4o-mini")
     expect(page.get_by_role("button", name="Next")).to_be_disabled()
@@ -345,7 +347,11 @@ def _history(served: Served) -> None:
     setting = admin_call(served, "GET", "/api/provider-settings")[0]
     now = int(time.time())
     specs = [
-        ("batch-jobs", ["batch"], {"costLimitInUsd": 50, "costLimitInUsdOverTime": 10, "costLimitInUsdUnit": "d"}),
+        (
+            "batch-jobs",
+            ["batch"],
+            {"costLimitInUsd": 50, "costLimitInUsdOverTime": 10, "costLimitInUsdUnit": "d"},
+        ),
         ("support-bot", ["support"], {"costLimitInUsd": 20, "rateLimitOverTime": 60, "rateLimitUnit": "m"}),
         ("research", ["lab"], {}),
     ]

@@ -11,7 +11,7 @@ import pytest
 from tests.browser.conftest import Served, admin_call
 
 pytest.importorskip("playwright")
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect
 
 PASSWORD = "adm-Browser-Pass-7"
 KEY_NAME = "confidential-key-name"
@@ -25,7 +25,11 @@ def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         s, "PUT", "/api/provider-settings", {"provider": "openai", "setting": {"apikey": "sk-x"}}, PASSWORD
     )
     admin_call(
-        s, "PUT", "/api/key-management/keys", {"name": KEY_NAME, "key": "bk-gate", "settingId": setting["id"]}, PASSWORD
+        s,
+        "PUT",
+        "/api/key-management/keys",
+        {"name": KEY_NAME, "key": "bk-gate", "settingId": setting["id"]},
+        PASSWORD,
     )
     yield s
     s.stop()
