@@ -61,6 +61,8 @@ class EventQuery:
     custom_id: str = ""
     start: int | None = None  # inclusive, unix seconds
     end: int | None = None  # exclusive
+    models: tuple[str, ...] = ()  # any of them
+    statuses: tuple[tuple[int, int], ...] = ()  # half-open [low, high) ranges; any of them
     limit: int = 100
     offset: int = 0
 
@@ -84,6 +86,8 @@ class DataPoint:
     prompt_token_count: int = 0
     completion_token_count: int = 0
     success_count: int = 0
+    latency_p50_ms: float = 0.0  # percentiles of the bucket's latencies; 0 when empty
+    latency_p99_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,10 @@ class Report:
 class EventStore(Protocol):
     async def insert_events(self, events: Sequence[Event]) -> None: ...
     async def query_events(self, query: EventQuery) -> list[Event]: ...
+    async def count_events(self, query: EventQuery) -> int:
+        """How many events match the query's filters (its limit and offset ignored)."""
+        ...
+
     async def report(self, query: ReportQuery) -> Report: ...
     async def key_usage(self, key_id: str, since: int) -> tuple[int, int]:
         """(admitted requests, cost in micro-dollars) of a key's events since `since`."""

@@ -133,10 +133,33 @@ async def test_query_orders_newest_first_then_by_id(stores: SqlStores) -> None:
         (EventQuery(limit=2, offset=6), ["e6"]),
         (EventQuery(limit=2, offset=7), []),
         (EventQuery(limit=0, offset=5), ["e1", "e6"]),
+        (EventQuery(statuses=((400, 500),)), ["e4"]),  # a class: 4xx
+        (EventQuery(statuses=((500, 600), (429, 430))), ["e4", "e3"]),  # any of the ranges
+        (EventQuery(statuses=((200, 300),), key_ids=("k2",)), ["e5"]),  # 201 is a 2xx
+        (EventQuery(statuses=((404, 405),)), []),
+        (EventQuery(models=("gpt-4o",), start=T + 61), ["e7", "e5", "e4"]),
+        (EventQuery(models=("gpt-4o-mini",)), []),
     ],
 )
 async def test_query_filters(store: SqlEventStore, query: EventQuery, expected: list[str]) -> None:
     assert ids(await store.query_events(query)) == expected
+    # the count ignores paging and agrees with the unpaged query
+    unpaged = dataclasses.replace(query, limit=0, offset=0)
+    assert await store.count_events(query) == len(await store.query_events(unpaged))
+
+
+async def test_model_filter_matches_any_of_the_models_exactly(stores: SqlStores) -> None:
+    await stores.events.insert_events(
+        [
+            dataclasses.replace(ev("m1", 1, "k", (), 200, 0, 0, 0, 0), model="gpt-4o"),
+            dataclasses.replace(ev("m2", 2, "k", (), 200, 0, 0, 0, 0), model="gpt-4o-mini"),
+            dataclasses.replace(ev("m3", 3, "k", (), 200, 0, 0, 0, 0), model="o3"),
+        ]
+    )
+    assert ids(await stores.events.query_events(EventQuery(models=("gpt-4o",)))) == ["m1"]
+    assert ids(await stores.events.query_events(EventQuery(models=("o3", "gpt-4o-mini")))) == ["m3", "m2"]
+    assert await stores.events.count_events(EventQuery(models=("gpt-4o%",))) == 0  # no pattern matching
+    assert await stores.events.count_events(EventQuery(limit=1)) == 3
 
 
 async def test_tag_values_are_data_not_sql(store: SqlEventStore) -> None:
@@ -147,7 +170,17 @@ async def test_tag_values_are_data_not_sql(store: SqlEventStore) -> None:
 # -- reports ------------------------------------------------------------------------------
 
 
-def point(ts: int, n: int, cost: int, latency: int, prompt: int, completion: int, ok: int) -> DataPoint:
+def point(
+    ts: int,
+    n: int,
+    cost: int,
+    latency: int,
+    prompt: int,
+    completion: int,
+    ok: int,
+    p50: float = 0.0,
+    p99: float = 0.0,
+) -> DataPoint:
     return DataPoint(
         time_stamp=ts,
         number_of_requests=n,
@@ -156,11 +189,22 @@ def point(ts: int, n: int, cost: int, latency: int, prompt: int, completion: int
         prompt_token_count=prompt,
         completion_token_count=completion,
         success_count=ok,
+        latency_p50_ms=p50,
+        latency_p99_ms=p99,
     )
 
 
+def _without_percentiles(points: list[DataPoint]) -> list[DataPoint]:
+    return [dataclasses.replace(p, latency_p50_ms=0.0, latency_p99_ms=0.0) for p in points]
+
+
 def assert_report(got: Report, points: list[DataPoint], median: float, p99: float) -> None:
-    assert got.data_points == points
+    assert _without_percentiles(got.data_points) == _without_percentiles(points)
+    got_percentiles = [(p.latency_p50_ms, p.latency_p99_ms) for p in got.data_points]
+    assert got_percentiles == [
+        (pytest.approx(p.latency_p50_ms, rel=1e-12), pytest.approx(p.latency_p99_ms, rel=1e-12))
+        for p in points
+    ]
     assert got.latency_median_ms == pytest.approx(median, rel=1e-12)
     assert got.latency_p99_ms == pytest.approx(p99, rel=1e-12)
 
@@ -170,12 +214,14 @@ async def test_report_without_filters(store: SqlEventStore) -> None:
     # Three buckets (none starting at `end`). e6 and e7 are outside [T, T+180).
     # Latencies in range, sorted: 1, 50, 100, 300, 900 -> median 100;
     # p99 at position 0.99 * 4 = 3.96: 300 + 0.96 * (900 - 300) = 876.
+    # Per bucket: [100, 300] -> median 200, p99 100 + 0.99 * 200 = 298;
+    # [1, 50] -> median 25.5, p99 1 + 0.99 * 49 = 49.51; [900] -> 900 and 900.
     assert_report(
         got,
         [
-            point(T, 2, 300, 400, 15, 25, 2),  # e1, e2
-            point(T + 60, 2, 50, 51, 7, 0, 0),  # e3 (500), e4 (429)
-            point(T + 120, 1, 1000, 900, 100, 200, 1),  # e5 (201 counts as success)
+            point(T, 2, 300, 400, 15, 25, 2, 200.0, 298.0),  # e1, e2
+            point(T + 60, 2, 50, 51, 7, 0, 0, 25.5, 49.51),  # e3 (500), e4 (429)
+            point(T + 120, 1, 1000, 900, 100, 200, 1, 900.0, 900.0),  # e5 (201 counts as success)
         ],
         100.0,
         876.0,
@@ -187,7 +233,11 @@ async def test_report_by_key(store: SqlEventStore) -> None:
     # e1, e2, e4 -> latencies 1, 100, 300: median 100; p99 at 1.98: 100 + 0.98 * 200 = 296.
     assert_report(
         got,
-        [point(T, 2, 300, 400, 15, 25, 2), point(T + 60, 1, 0, 1, 0, 0, 0), point(T + 120, 0, 0, 0, 0, 0, 0)],
+        [
+            point(T, 2, 300, 400, 15, 25, 2, 200.0, 298.0),
+            point(T + 60, 1, 0, 1, 0, 0, 0, 1.0, 1.0),
+            point(T + 120, 0, 0, 0, 0, 0, 0),  # empty: percentiles 0
+        ],
         100.0,
         296.0,
     )
@@ -198,7 +248,11 @@ async def test_report_by_tags_needs_all_of_them(store: SqlEventStore) -> None:
     # e1, e4 -> latencies 1, 100: median 1 + 0.5 * 99 = 50.5; p99 1 + 0.99 * 99 = 99.01.
     assert_report(
         got,
-        [point(T, 1, 100, 100, 10, 20, 1), point(T + 60, 1, 0, 1, 0, 0, 0), point(T + 120, 0, 0, 0, 0, 0, 0)],
+        [
+            point(T, 1, 100, 100, 10, 20, 1, 100.0, 100.0),
+            point(T + 60, 1, 0, 1, 0, 0, 0, 1.0, 1.0),
+            point(T + 120, 0, 0, 0, 0, 0, 0),
+        ],
         50.5,
         99.01,
     )
@@ -210,9 +264,9 @@ async def test_report_by_custom_ids(store: SqlEventStore) -> None:
     assert_report(
         got,
         [
-            point(T, 1, 100, 100, 10, 20, 1),
+            point(T, 1, 100, 100, 10, 20, 1, 100.0, 100.0),
             point(T + 60, 0, 0, 0, 0, 0, 0),
-            point(T + 120, 1, 1000, 900, 100, 200, 1),
+            point(T + 120, 1, 1000, 900, 100, 200, 1, 900.0, 900.0),
         ],
         500.0,
         892.0,
@@ -227,9 +281,9 @@ async def test_report_end_not_a_multiple_of_increment(store: SqlEventStore) -> N
     assert_report(
         got,
         [
-            point(T + 60, 2, 50, 51, 7, 0, 0),
-            point(T + 120, 1, 1000, 900, 100, 200, 1),
-            point(T + 180, 1, 8888, 20_000, 1, 1, 1),
+            point(T + 60, 2, 50, 51, 7, 0, 0, 25.5, 49.51),
+            point(T + 120, 1, 1000, 900, 100, 200, 1, 900.0, 900.0),
+            point(T + 180, 1, 8888, 20_000, 1, 1, 1, 20_000.0, 20_000.0),
         ],
         475.0,
         19427.0,
@@ -244,7 +298,7 @@ async def test_report_with_no_events_has_empty_buckets(store: SqlEventStore) -> 
 
 async def test_report_single_event_percentiles(store: SqlEventStore) -> None:
     got = await store.report(ReportQuery(start=T, end=T + 180, increment=180, key_ids=("k2",), tags=("b",)))
-    assert_report(got, [point(T, 1, 50, 50, 7, 0, 0)], 50.0, 50.0)
+    assert_report(got, [point(T, 1, 50, 50, 7, 0, 0, 50.0, 50.0)], 50.0, 50.0)
 
 
 # -- key usage ----------------------------------------------------------------------------

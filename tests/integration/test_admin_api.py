@@ -209,6 +209,7 @@ async def test_openapi_document(admin: Admin) -> None:
         ("get", "/api/events"),
         ("post", "/api/reporting/events"),
         ("get", "/api/reporting/keys/{keyId}"),
+        ("get", "/api/reporting/keys"),
     }
     assert {(m, p) for p, ops in doc["paths"].items() for m in ops} == expected
     ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
@@ -240,6 +241,12 @@ async def test_openapi_document(admin: Admin) -> None:
         "401" in doc["paths"][KEYS]["get"]["responses"]
         and "404" in doc["paths"][KEYS + "/{keyId}"]["patch"]["responses"]
     )
+    events_ok = doc["paths"]["/api/events"]["get"]["responses"]["200"]
+    assert events_ok["headers"]["X-Total-Count"]["schema"] == {"type": "integer"}
+    event_params = {p["name"] for p in doc["paths"]["/api/events"]["get"]["parameters"]}
+    assert {"model", "status", "returnCount"} <= event_params
+    point = schemas["DataPointOut"]["properties"]
+    assert {"latencyInMsMedian", "latencyInMs99th", "latencyInMs"} <= set(point)
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(doc)
 

@@ -137,6 +137,8 @@ def point(
     prompt: int = 0,
     completion: int = 0,
     success: int = 0,
+    p50: float = 0.0,
+    p99: float = 0.0,
 ) -> dict[str, Any]:
     return {
         "timeStamp": t,
@@ -146,6 +148,8 @@ def point(
         "promptTokenCount": prompt,
         "completionTokenCount": completion,
         "successCount": success,
+        "latencyInMsMedian": pytest.approx(p50),
+        "latencyInMs99th": pytest.approx(p99),
     }
 
 
@@ -153,9 +157,10 @@ async def test_report_buckets_means_and_percentiles(admin: Admin) -> None:
     report = await admin.ok("POST", "/api/reporting/events", {"start": 1000, "end": 1180, "increment": 60})
     assert report == {
         "dataPoints": [
-            point(1000, n=2, cost=2.0, latency=200.0, prompt=30, completion=5, success=2),  # e1 + e2
-            point(1060, n=1, latency=5.0),  # e3 (429: not a success)
-            point(1120, n=1, cost=0.25, latency=50.0, prompt=7, completion=3),  # e4 (500)
+            # e1 + e2: latencies 100, 300 -> median 200, p99 100 + 0.99 * 200 = 298
+            point(1000, n=2, cost=2.0, latency=200.0, prompt=30, completion=5, success=2, p50=200, p99=298),
+            point(1060, n=1, latency=5.0, p50=5, p99=5),  # e3 (429: not a success)
+            point(1120, n=1, cost=0.25, latency=50.0, prompt=7, completion=3, p50=50, p99=50),  # e4 (500)
         ],
         # latencies 5, 50, 100, 300: median between 50 and 100; p99 at 2.97 -> 100 + 0.97 * 200
         "latencyInMsMedian": 75.0,
@@ -166,16 +171,29 @@ async def test_report_buckets_means_and_percentiles(admin: Admin) -> None:
 @pytest.mark.parametrize(
     ("filters", "points", "median", "p99"),
     [
-        ({"keyIds": ["k1"]}, [point(1000, 2, 2.0, 200.0, 30, 5, 2), point(1060), point(1120)], 200.0, 298.0),
+        (
+            {"keyIds": ["k1"]},
+            [point(1000, 2, 2.0, 200.0, 30, 5, 2, 200, 298), point(1060), point(1120)],
+            200.0,
+            298.0,
+        ),
         (
             {"tags": ["a", "b"]},
-            [point(1000, 1, 1.5, 100.0, 10, 5, 1), point(1060), point(1120, 1, 0.25, 50.0, 7, 3, 0)],
+            [
+                point(1000, 1, 1.5, 100.0, 10, 5, 1, 100, 100),
+                point(1060),
+                point(1120, 1, 0.25, 50.0, 7, 3, 0, 50, 50),
+            ],
             75.0,
             99.5,
         ),
         (
             {"customIds": ["c1"]},
-            [point(1000, 1, 1.5, 100.0, 10, 5, 1), point(1060), point(1120, 1, 0.25, 50.0, 7, 3, 0)],
+            [
+                point(1000, 1, 1.5, 100.0, 10, 5, 1, 100, 100),
+                point(1060),
+                point(1120, 1, 0.25, 50.0, 7, 3, 0, 50, 50),
+            ],
             75.0,
             99.5,
         ),
@@ -243,4 +261,90 @@ async def test_key_spend(admin: Admin) -> None:
         "costInUsd": 1.234568,
     }
     status, data = await admin.call("GET", "/api/reporting/keys/unknown-key")
+    assert status == 404 and data["type"] == "/errors/not-found"
+
+
+@pytest.mark.parametrize(
+    ("query", "ids", "total"),
+    [
+        ("?status=4xx&returnCount=true", ["e3"], 1),
+        ("?status=500,429&returnCount=1", ["e4", "e3"], 2),
+        ("?status=2xx&keyIds=k1&limit=1&returnCount=true", ["e5"], 3),  # e5, e2, e1
+        ("?status=201&returnCount=true", ["e2"], 1),
+        ("?model=gpt-4o&limit=2&offset=1&returnCount=true", ["e4", "e3"], 6),
+        ("?model=gpt-4o-mini&returnCount=true", [], 0),
+        ("?model=gpt-4o-mini&model=gpt-4o&status=5xx&returnCount=true", ["e4"], 1),
+    ],
+)
+async def test_event_model_status_filters_and_total_count(
+    admin: Admin, query: str, ids: list[str], total: int
+) -> None:
+    resp = await admin.client.get("/api/events" + query)
+    assert resp.status == 200
+    assert [e["id"] for e in await resp.json()] == ids
+    assert resp.headers["X-Total-Count"] == str(total)
+
+
+async def test_total_count_only_when_asked(admin: Admin) -> None:
+    for query in ("", "?returnCount=false", "?returnCount=0"):
+        resp = await admin.client.get("/api/events" + query)
+        assert resp.status == 200 and "X-Total-Count" not in resp.headers
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("status=abc", "status"),
+        ("status=6xx", "status"),
+        ("status=99", "status"),
+        ("status=4x", "status"),
+        ("status=600", "status"),
+        ("returnCount=yes", "returnCount"),
+    ],
+)
+async def test_event_filters_reject_bad_values(admin: Admin, query: str, field: str) -> None:
+    status, data = await admin.call("GET", "/api/events?" + query)
+    assert status == 400 and problem_fields(data) == [field]
+
+
+async def test_every_keys_spend_all_time_and_in_its_window(admin: Admin) -> None:
+    setting = await admin.setting()
+    plain = await admin.key(setting["id"], "secret-plain", name="plain")
+    daily = await admin.key(
+        setting["id"], "secret-daily", name="daily", costLimitInUsdOverTime=5, costLimitInUsdUnit="d"
+    )
+    # admin.now is T0 = 1_700_000_000 (2023-11-14 22:13:20 UTC): its day started at 1_699_920_000.
+    day = 1_699_920_000
+    await admin.stores.events.insert_events(
+        [
+            ev("w1", day - 1, daily["keyId"], 200, 1, cost_micros=4_000_000),  # yesterday: all-time only
+            ev("w2", day, daily["keyId"], 200, 1, cost_micros=1_250_000),
+            ev("w3", day + 100, daily["keyId"], 500, 1, cost_micros=250_000),
+        ]
+    )
+    await admin.counters.settle(daily["keyId"], 5_500_000, None)
+    await admin.counters.settle(plain["keyId"], 42, None)
+    usages = await admin.ok("GET", "/api/reporting/keys")
+    usages.sort(key=lambda u: u["id"] != plain["keyId"])  # list order is the store's; plain first
+    assert usages == [
+        {
+            "id": plain["keyId"],
+            "costInMicroDollars": 42,
+            "costInUsd": 0.000042,
+            "costInUsdOverTime": 0.0,
+            "windowStart": None,
+            "windowEnd": None,
+        },
+        {
+            "id": daily["keyId"],
+            "costInMicroDollars": 5_500_000,
+            "costInUsd": 5.5,
+            "costInUsdOverTime": 1.5,
+            "windowStart": day,
+            "windowEnd": day + 86_400,
+        },
+    ]
+    only = await admin.ok("GET", f"/api/reporting/keys?keyIds={daily['keyId']}")
+    assert only == usages[1:]
+    status, data = await admin.call("GET", "/api/reporting/keys?keyIds=nobody")
     assert status == 404 and data["type"] == "/errors/not-found"

@@ -113,7 +113,7 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
 KEY_FIELDS = {
     "keyId", "name", "tags", "settingId", "settingIds", "revoked", "revokedReason", "costLimitInUsd",
     "costLimitInUsdOverTime", "costLimitInUsdUnit", "rateLimitOverTime", "rateLimitUnit", "ttl",
-    "allowedPaths", "createdAt", "updatedAt",
+    "allowedPaths", "createdAt", "updatedAt", "expiresAt",
 }  # fmt: skip
 
 
@@ -165,7 +165,7 @@ def test_setting_models() -> None:
 
 
 def test_reporting_names_and_mean_latency() -> None:
-    report = Report([DataPoint(60, 4, 1_500_000, 1000, 7, 9, 3), DataPoint(120)], 12.5, 99.0)
+    report = Report([DataPoint(60, 4, 1_500_000, 1000, 7, 9, 3, 240.0, 310.5), DataPoint(120)], 12.5, 99.0)
     out = ReportOut.from_domain(report).model_dump(mode="json")
     assert out == {
         "dataPoints": [
@@ -177,6 +177,8 @@ def test_reporting_names_and_mean_latency() -> None:
                 "promptTokenCount": 7,
                 "completionTokenCount": 9,
                 "successCount": 3,
+                "latencyInMsMedian": 240.0,
+                "latencyInMs99th": 310.5,
             },
             {
                 "timeStamp": 120,
@@ -186,6 +188,8 @@ def test_reporting_names_and_mean_latency() -> None:
                 "promptTokenCount": 0,
                 "completionTokenCount": 0,
                 "successCount": 0,
+                "latencyInMsMedian": 0.0,
+                "latencyInMs99th": 0.0,
             },
         ],
         "latencyInMsMedian": 12.5,

@@ -1,4 +1,5 @@
-"""The admin API (port 8001): keys, provider settings, custom providers, events and reporting.
+"""The admin API (port 8001): keys, provider settings, custom providers, events and reporting,
+and the dashboard (`http/ui.py`) that is built on nothing but this API.
 
 Handlers are thin: read and validate the request with the models of `admin_schemas`, call
 `AdminService`, serialise the result. The endpoints are declared once in `_operations`, which
@@ -32,6 +33,7 @@ from bricksllm.http.admin_schemas import (
     KeyOut,
     KeyPatch,
     KeySpendOut,
+    KeyUsageOut,
     ReportOut,
     ReportRequest,
     SettingCreate,
@@ -41,13 +43,16 @@ from bricksllm.http.admin_schemas import (
 from bricksllm.http.admin_schemas_custom import CustomProviderCreate, CustomProviderOut, CustomProviderPatch
 from bricksllm.http.openapi import Operation, Param, build_document, render_docs
 from bricksllm.http.problems import BadJson, ProblemMiddleware
+from bricksllm.http.ui import add_ui_routes
 from bricksllm.ports import EventQuery, ReportQuery
 from bricksllm.services.admin import AdminService
 
 MAX_BODY_BYTES = 1024 * 1024
+TOTAL_COUNT = "X-Total-Count"
 
 M = TypeVar("M", bound=BaseModel)
 _INTEGER = re.compile(r"-?\d{1,16}")
+_STATUS = re.compile(r"([1-5])(?:xx|XX)|([1-5]\d\d)")
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:
@@ -112,6 +117,28 @@ def integer(query: MultiMapping[str], name: str) -> int | None:
     if not _INTEGER.fullmatch(raw) or abs(int(raw)) > MAX_COUNT:
         raise Invalid(f"{name}: must be a whole number", fields=[name])
     return int(raw)
+
+
+def status_ranges(query: MultiMapping[str], name: str) -> tuple[tuple[int, int], ...]:
+    """`status=429&status=5xx` -> ((429, 430), (500, 600)): exact codes and classes."""
+    ranges = []
+    for value in multi(query, name):
+        match = _STATUS.fullmatch(value)
+        if match is None:
+            raise Invalid(f"{name}: {value!r} is not a code (e.g. 429) or a class (e.g. 5xx)", fields=[name])
+        if match.group(1):
+            low = int(match.group(1)) * 100
+            ranges.append((low, low + 100))
+        else:
+            ranges.append((int(value), int(value) + 1))
+    return tuple(ranges)
+
+
+def flag(query: MultiMapping[str], name: str) -> bool:
+    raw = query.get(name, "").strip().lower()
+    if raw not in {"", "true", "false", "1", "0"}:
+        raise Invalid(f"{name}: must be true or false", fields=[name])
+    return raw in {"true", "1"}
 
 
 class AdminHandlers:
@@ -204,10 +231,16 @@ class AdminHandlers:
             custom_id=q.get("customId", "").strip(),
             start=integer(q, "start"),
             end=integer(q, "end"),
+            models=multi(q, "model"),
+            statuses=status_ranges(q, "status"),
             limit=100 if limit is None else limit,
             offset=offset or 0,
         )
-        return json_response([EventOut.from_domain(e) for e in await self.service.list_events(query)])
+        count = flag(q, "returnCount")
+        response = json_response([EventOut.from_domain(e) for e in await self.service.list_events(query)])
+        if count:
+            response.headers[TOTAL_COUNT] = str(await self.service.count_events(query))
+        return response
 
     async def report(self, request: web.Request) -> web.Response:
         body = await read_model(request, ReportRequest)
@@ -230,6 +263,10 @@ class AdminHandlers:
             KeySpendOut(id=key_id, cost_in_micro_dollars=micros, cost_in_usd=micros_to_usd(micros))
         )
 
+    async def key_usages(self, request: web.Request) -> web.Response:
+        usages = await self.service.key_usages(multi(request.query, "keyIds"))
+        return json_response([KeyUsageOut.from_domain(u) for u in usages])
+
 
 _KEYS, _SETTINGS, _CUSTOM, _EVENTS = "keys", "provider settings", "custom providers", "events"
 _TS = {"type": "integer", "description": "unix seconds"}
@@ -246,6 +283,13 @@ _EVENT_FILTERS = (
     Param("tags", "events carrying all these tags", repeated=True),
     Param("start", "from (inclusive)", schema=_TS),
     Param("end", "until (exclusive)", schema=_TS),
+    Param("model", "events of these models", repeated=True),
+    Param("status", "events with these statuses: a code (429) or a class (5xx)", repeated=True),
+    Param(
+        "returnCount",
+        "also answer the number of matching events in X-Total-Count",
+        schema={"type": "boolean", "default": False},
+    ),
     Param("limit", "page size", schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
     Param("offset", "events to skip", schema={"type": "integer", "minimum": 0, "default": 0}),
 )
@@ -280,11 +324,16 @@ def _operations(h: AdminHandlers) -> list[Operation]:
         op("PATCH", custom + "/{id}", h.update_custom_provider, "Update a custom provider", _CUSTOM,
            CustomProviderPatch, CustomProviderOut, errors=(400, 404)),
         op("GET", "/api/events", h.list_events, "List events, newest first", _EVENTS,
-           response=EventOut, many=True, params=_EVENT_FILTERS),
+           response=EventOut, many=True, params=_EVENT_FILTERS,
+           headers=((TOTAL_COUNT, "events matching the filters (with returnCount=true)"),)),
         op("POST", "/api/reporting/events", h.report, "Time-bucketed request metrics", _EVENTS,
            ReportRequest, ReportOut),
         op("GET", "/api/reporting/keys/{keyId}", h.key_spend, "A key's all-time spend", _EVENTS,
            response=KeySpendOut, errors=(404,)),
+        op("GET", "/api/reporting/keys", h.key_usages,
+           "Every key's spend: all time and in its current costLimitInUsdUnit window", _EVENTS,
+           response=KeyUsageOut, many=True, errors=(404,),
+           params=(Param("keyIds", "only these keys", repeated=True),)),
     ]
     # fmt: on
 
@@ -310,4 +359,5 @@ def create_admin_app(service: AdminService, *, admin_pass: str) -> web.Applicati
         app.router.add_route(op.method, op.path, op.handler)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    add_ui_routes(app)
     return app

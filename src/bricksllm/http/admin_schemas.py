@@ -27,7 +27,7 @@ from bricksllm.domain.models import (
     usd_to_micros,
 )
 from bricksllm.ports import DataPoint, Report
-from bricksllm.services.admin import KeyFields
+from bricksllm.services.admin import KeyFields, KeyUsage
 from bricksllm.services.admin_rules import PUBLIC_SETTING_KEYS
 
 MAX_USD = 1e9  # keeps every amount inside a 64-bit count of micro-dollars
@@ -179,6 +179,7 @@ class KeyOut(CamelResponse):
     allowed_paths: list[PathConfigOut]
     created_at: int
     updated_at: int
+    expires_at: int | None = Field(description="unix seconds when the ttl runs out; null = never")
 
     @classmethod
     def from_domain(cls, key: Key) -> KeyOut:
@@ -199,6 +200,7 @@ class KeyOut(CamelResponse):
             allowed_paths=[PathConfigOut(path=p.path, method=p.method) for p in key.allowed_paths],
             created_at=key.created_at,
             updated_at=key.updated_at,
+            expires_at=key.expires_at(),
         )
 
 
@@ -347,6 +349,10 @@ class DataPointOut(CamelResponse):
     prompt_token_count: int
     completion_token_count: int
     success_count: int = Field(description="requests answered with a 2xx status")
+    latency_in_ms_median: float = Field(description="median latency of the bucket; 0 when empty")
+    latency_in_ms_99th: float = Field(
+        serialization_alias="latencyInMs99th", description="99th percentile latency of the bucket; 0 if empty"
+    )
 
     @classmethod
     def from_domain(cls, p: DataPoint) -> DataPointOut:
@@ -359,6 +365,8 @@ class DataPointOut(CamelResponse):
             prompt_token_count=p.prompt_token_count,
             completion_token_count=p.completion_token_count,
             success_count=p.success_count,
+            latency_in_ms_median=p.latency_p50_ms,
+            latency_in_ms_99th=p.latency_p99_ms,
         )
 
 
@@ -380,6 +388,27 @@ class KeySpendOut(CamelResponse):
     id: str
     cost_in_micro_dollars: int
     cost_in_usd: float
+
+
+class KeyUsageOut(KeySpendOut):
+    """A key's all-time spend and its spend in the current window of `costLimitInUsdUnit`."""
+
+    cost_in_usd_over_time: float = Field(
+        description="spend in the current costLimitInUsdUnit window, from recorded events; 0 without a unit"
+    )
+    window_start: int | None = Field(description="start of that window (unix seconds); null without a unit")
+    window_end: int | None = Field(description="end of that window (exclusive); null without a unit")
+
+    @classmethod
+    def from_domain(cls, u: KeyUsage) -> KeyUsageOut:
+        return cls(
+            id=u.key_id,
+            cost_in_micro_dollars=u.spend_micros,
+            cost_in_usd=micros_to_usd(u.spend_micros),
+            cost_in_usd_over_time=micros_to_usd(u.window_spend_micros),
+            window_start=u.window.start if u.window else None,
+            window_end=u.window.end if u.window else None,
+        )
 
 
 class HealthOut(Response):

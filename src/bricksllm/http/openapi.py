@@ -46,6 +46,7 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = (400,)
     public: bool = False  # reachable without X-API-KEY
+    headers: tuple[tuple[str, str], ...] = ()  # (response header, description)
     document: bool = True  # listed in the OpenAPI document
 
     @property
@@ -102,6 +103,10 @@ def build_document(operations: Sequence[Operation], *, title: str, version: str)
             schema = refs[(op.response, "serialization")]
             ok["content"] = {
                 "application/json": {"schema": {"type": "array", "items": schema} if op.many else schema}
+            }
+        if op.headers:
+            ok["headers"] = {
+                name: {"description": text, "schema": {"type": "integer"}} for name, text in op.headers
             }
         responses: dict[str, Any] = {"200": ok}
         statuses = set(op.errors) | ({413} if op.body else set()) | (set() if op.public else {401})

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from bricksllm.domain.durations import parse_ttl
+from bricksllm.domain.limits import Window, window
 from bricksllm.domain.models import (
     CustomProvider,
     Event,
@@ -57,6 +58,17 @@ class KeyFields(TypedDict, total=False):
     rate_limit_unit: str
     ttl: str
     allowed_paths: tuple[PathConfig, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """A key's spend: all time (the live counter) and in the current window of its
+    `cost_limit_unit` (from recorded events, so it lags the counter by the event flush interval)."""
+
+    key_id: str
+    spend_micros: int
+    window: Window | None = None
+    window_spend_micros: int = 0
 
 
 def _ttl_seconds(ttl: str) -> int:
@@ -328,6 +340,10 @@ class AdminService:
         raise_if(problems)
         return await self._events.query_events(query)
 
+    async def count_events(self, query: EventQuery) -> int:
+        """How many events match `query` (limit and offset ignored): for pagination."""
+        return await self._events.count_events(query)
+
     async def report(self, query: ReportQuery) -> Report:
         problems = []
         if query.increment <= 0:
@@ -345,3 +361,24 @@ class AdminService:
         """A key's all-time spend in micro-dollars."""
         await self.get_key(key_id)
         return await self._counters.spend(key_id)
+
+    async def key_usages(self, key_ids: Sequence[str] = ()) -> list[KeyUsage]:
+        """Spend of every key (or of `key_ids`, each of which must exist), in `list_keys` order."""
+        keys = await self._config.list_keys()
+        if key_ids:
+            by_id = {k.key_id: k for k in keys}
+            missing = [k for k in key_ids if k not in by_id]
+            if missing:
+                raise NotFound(f"keys {', '.join(missing)} not found")
+            keys = [by_id[k] for k in dict.fromkeys(key_ids)]
+        now = self._clock()
+        usages = []
+        for key in keys:
+            spend = await self._counters.spend(key.key_id)
+            if not key.cost_limit_unit:
+                usages.append(KeyUsage(key.key_id, spend))
+                continue
+            current = window(key.cost_limit_unit, now)
+            _, window_spend = await self._events.key_usage(key.key_id, current.start)
+            usages.append(KeyUsage(key.key_id, spend, current, window_spend))
+        return usages

@@ -8,6 +8,7 @@ value reaches the database as a bound parameter.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -111,6 +112,8 @@ class SqlEventStore:
         custom_ids: Sequence[str] = (),
         start: int | None = None,
         end: int | None = None,
+        models: Sequence[str] = (),
+        statuses: Sequence[tuple[int, int]] = (),
     ) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
         if key_ids:
@@ -123,6 +126,10 @@ class SqlEventStore:
             conditions.append(_c.created_at >= start)
         if end is not None:
             conditions.append(_c.created_at < end)
+        if models:
+            conditions.append(_c.model.in_(models))
+        if statuses:
+            conditions.append(sa.or_(*(sa.and_(_c.status >= lo, _c.status < hi) for lo, hi in statuses)))
         return conditions
 
     def _has_all_tags(self, tags: Sequence[str]) -> list[sa.ColumnElement[bool]]:
@@ -134,15 +141,20 @@ class SqlEventStore:
             conditions.append(sa.exists().where(each.c.value == tag))
         return conditions
 
-    async def query_events(self, query: EventQuery) -> list[Event]:
-        """Newest first (ties by id). `limit` <= 0 means no limit."""
-        where = self._where(
+    def _query_where(self, query: EventQuery) -> list[sa.ColumnElement[bool]]:
+        return self._where(
             key_ids=query.key_ids,
             tags=query.tags,
             custom_ids=(query.custom_id,) if query.custom_id else (),
             start=query.start,
             end=query.end,
+            models=query.models,
+            statuses=query.statuses,
         )
+
+    async def query_events(self, query: EventQuery) -> list[Event]:
+        """Newest first (ties by id). `limit` <= 0 means no limit."""
+        where = self._query_where(query)
         stmt = (
             sa.select(events_table).where(*where).order_by(_c.created_at.desc(), _c.id).offset(query.offset)
         )
@@ -151,6 +163,11 @@ class SqlEventStore:
         async with translate_errors("querying events"), self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [event_from_row(r) for r in rows]
+
+    async def count_events(self, query: EventQuery) -> int:
+        stmt = sa.select(sa.func.count()).select_from(events_table).where(*self._query_where(query))
+        async with translate_errors("counting events"), self._engine.connect() as conn:
+            return _int(await conn.scalar(stmt))
 
     async def report(self, query: ReportQuery) -> Report:
         """One data point per bucket [start + i*increment, start + (i+1)*increment) that starts
@@ -169,17 +186,27 @@ class SqlEventStore:
         )
         async with translate_errors("building a report"), self._engine.connect() as conn:
             by_bucket = await self._aggregate(conn, query, where)
-            median, p99 = await self._percentiles(conn, where)
-        points = [by_bucket.get(i) or DataPoint(time_stamp=s) for i, s in enumerate(starts)]
+            (median, p99), per_bucket = await self._percentiles(conn, query, where)
+        points = []
+        for i, s in enumerate(starts):
+            p50_99 = per_bucket.get(i)
+            point = by_bucket.get(i) or DataPoint(time_stamp=s)
+            if p50_99 is not None:
+                point = dataclasses.replace(point, latency_p50_ms=p50_99[0], latency_p99_ms=p50_99[1])
+            points.append(point)
         return Report(data_points=points, latency_median_ms=median, latency_p99_ms=p99)
+
+    @staticmethod
+    def _bucketed(query: ReportQuery, where: list[sa.ColumnElement[bool]]) -> sa.Subquery:
+        # The bucket number is computed in a subquery and grouped on by name: PostgreSQL does
+        # not treat two renderings of an expression with separate bind parameters as equal.
+        bucket = ((_c.created_at - query.start) // query.increment).label("bucket")
+        return sa.select(bucket, events_table).where(*where).subquery()
 
     async def _aggregate(
         self, conn: AsyncConnection, query: ReportQuery, where: list[sa.ColumnElement[bool]]
     ) -> dict[int, DataPoint]:
-        # The bucket number is computed in a subquery and grouped on by name: PostgreSQL does
-        # not treat two renderings of an expression with separate bind parameters as equal.
-        bucket = ((_c.created_at - query.start) // query.increment).label("bucket")
-        inner = sa.select(bucket, events_table).where(*where).subquery()
+        inner = self._bucketed(query, where)
         ok = sa.and_(inner.c.status >= 200, inner.c.status < 300)
         stmt = sa.select(
             inner.c.bucket,
@@ -204,18 +231,33 @@ class SqlEventStore:
         return points
 
     async def _percentiles(
-        self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]
-    ) -> tuple[float, float]:
+        self, conn: AsyncConnection, query: ReportQuery, where: list[sa.ColumnElement[bool]]
+    ) -> tuple[tuple[float, float], dict[int, tuple[float, float]]]:
+        """((median, p99) over the whole range, {bucket: (median, p99)} of non-empty buckets)."""
         if self._postgres:
-            stmt = sa.select(
+            overall = sa.select(
                 *(sa.func.percentile_cont(q).within_group(_c.latency_in_ms) for q in PERCENTILES)
             ).where(*where)
-            row = (await conn.execute(stmt)).one()
-            return float(row[0] or 0.0), float(row[1] or 0.0)
-        stmt = sa.select(_c.latency_in_ms).where(*where).order_by(_c.latency_in_ms)
-        latencies = list((await conn.scalars(stmt)).all())
-        median, p99 = (percentile_cont(latencies, q) for q in PERCENTILES)
-        return median, p99
+            row = (await conn.execute(overall)).one()
+            inner = self._bucketed(query, where)
+            each = sa.select(
+                inner.c.bucket,
+                *(sa.func.percentile_cont(q).within_group(inner.c.latency_in_ms) for q in PERCENTILES),
+            ).group_by(inner.c.bucket)
+            per_bucket = {int(b): (float(m), float(p)) for b, m, p in await conn.execute(each)}
+            return (float(row[0] or 0.0), float(row[1] or 0.0)), per_bucket
+        inner = self._bucketed(query, where)
+        stmt = sa.select(inner.c.bucket, inner.c.latency_in_ms).order_by(inner.c.latency_in_ms)
+        everything: list[int] = []
+        by_bucket: dict[int, list[int]] = {}
+        for bucket, latency in await conn.execute(stmt):
+            everything.append(latency)
+            by_bucket.setdefault(int(bucket), []).append(latency)  # stays sorted
+        median, p99 = (percentile_cont(everything, q) for q in PERCENTILES)
+        return (median, p99), {
+            b: (percentile_cont(values, PERCENTILES[0]), percentile_cont(values, PERCENTILES[1]))
+            for b, values in by_bucket.items()
+        }
 
     async def key_usage(self, key_id: str, since: int) -> tuple[int, int]:
         """(events of the key since `since` that the gateway admitted, i.e. not answered
