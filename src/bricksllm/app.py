@@ -100,7 +100,12 @@ class Gateway:
             default_timeout=s.proxy_timeout,
             clock=self.clock,
         )
-        admin_app = create_admin_app(admin, admin_pass=s.admin_pass)
+        admin_app = create_admin_app(
+            admin,
+            admin_pass=s.admin_pass,
+            allowed_hosts=s.admin_allowed_hosts,
+            allowed_origins=s.admin_allowed_origins,
+        )
         proxy_app = create_proxy_app(self.proxy)
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
         self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)

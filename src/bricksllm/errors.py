@@ -2,7 +2,8 @@
 
     BricksError
      ├── Invalid          400  bad input (admin validation, unparseable proxy body, bad header)
-     │    └── TooLarge    413  request body over the limit
+     │    ├── TooLarge    413  request body over the limit
+     │    └── UnsupportedMediaType  415  an admin write that is not JSON
      ├── Unauthorized     401  missing, unknown, revoked or expired key; bad admin password
      ├── Forbidden        403  path or model not allowed, blocked by a policy
      ├── NotFound         404  unknown id or route
@@ -37,6 +38,11 @@ class Invalid(BricksError):
 class TooLarge(Invalid):
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(Invalid):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Unauthorized(BricksError):

@@ -57,6 +57,8 @@ class Settings:
     proxy_port: int = 8002
     data_dir: Path = Path("data")
     admin_pass: str = field(default="", repr=False)
+    admin_allowed_hosts: tuple[str, ...] = ()  # Host names the admin API answers to (DNS rebinding)
+    admin_allowed_origins: tuple[str, ...] = ()  # browser origins allowed to call the admin API
     proxy_timeout: float = 600.0
     config_refresh_interval: float = 1.0
     postgres: PostgresSettings | None = None
@@ -160,6 +162,8 @@ class Settings:
             proxy_port=integer("BRICKSLLM_PROXY_PORT", 8002, 0),
             data_dir=Path(get("BRICKSLLM_DATA_DIR", "data") or "data"),
             admin_pass=env.get("ADMIN_PASS", ""),
+            admin_allowed_hosts=hosts("ADMIN_ALLOWED_HOSTS"),
+            admin_allowed_origins=hosts("ADMIN_ALLOWED_ORIGINS"),
             proxy_timeout=duration("PROXY_TIMEOUT", 600.0),
             config_refresh_interval=duration("IN_MEMORY_DB_UPDATE_INTERVAL", 1.0),
             postgres=postgres,

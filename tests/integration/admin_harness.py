@@ -53,6 +53,8 @@ class Admin:
         if self.password and "X-API-KEY" not in headers:
             headers["X-API-KEY"] = self.password
         data = raw if raw is not None else None
+        if raw is not None:  # malformed JSON, still declared as JSON (anything else is a 415)
+            headers.setdefault("Content-Type", "application/json")
         resp = await self.client.request(
             method, path, json=body if raw is None else None, data=data, headers=headers, **kw
         )

@@ -35,9 +35,9 @@ from bricksllm.ports import DataPoint, Report
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin_rules import (
     custom_provider_problems,
-    is_http_url,
     key_problems,
     setting_problems,
+    url_problem,
 )
 
 KEY = Key(key_id="k1", name="n", key_hash="h", created_at=1, updated_at=2, setting_id="s1")
@@ -300,10 +300,17 @@ def test_valid_keys_have_no_problems() -> None:
         ("https://a b", False),
         ("", False),
         ("http://[::1", False),
+        ("http://x:0/", False),
+        ("https://user:secret@api.example/v1", False),
+        ("https://token@api.example/v1", False),
     ],
 )
-def test_is_http_url(url: str, ok: bool) -> None:
-    assert is_http_url(url) is ok
+def test_url_problem(url: str, ok: bool) -> None:
+    assert (url_problem(url) == "") is ok
+
+
+def test_credentials_in_a_url_are_refused_with_a_reason() -> None:
+    assert "credentials" in url_problem("https://user:secret@api.example")
 
 
 def test_setting_problems() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from bricksllm.domain.models import micros_to_usd
 from bricksllm.domain.text import is_storable
 from bricksllm.errors import Invalid
 from bricksllm.http.admin_auth import AdminAuthMiddleware
+from bricksllm.http.admin_guard import AdminGuard
 from bricksllm.http.admin_input import StorableInputMiddleware
 from bricksllm.http.admin_schemas import (
     MAX_COUNT,
@@ -338,10 +339,19 @@ def _operations(h: AdminHandlers) -> list[Operation]:
     # fmt: on
 
 
-def create_admin_app(service: AdminService, *, admin_pass: str) -> web.Application:
+def create_admin_app(
+    service: AdminService,
+    *,
+    admin_pass: str,
+    allowed_hosts: Sequence[str] = (),
+    allowed_origins: Sequence[str] = (),
+) -> web.Application:
     """The admin aiohttp application; the caller runs it (and chooses host and port)."""
+    guard = AdminGuard(
+        loopback_only=not admin_pass, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
+    )
     app = web.Application(
-        middlewares=[ProblemMiddleware(), AdminAuthMiddleware(admin_pass), StorableInputMiddleware()],
+        middlewares=[ProblemMiddleware(), guard, AdminAuthMiddleware(admin_pass), StorableInputMiddleware()],
         client_max_size=MAX_BODY_BYTES,
     )
     operations = _operations(AdminHandlers(service))

@@ -34,6 +34,7 @@ class BadJson(errors.Invalid):
 # error class -> (slug, title); the first matching class wins.
 _SLUGS: tuple[tuple[type[Exception], str, str], ...] = (
     (BadJson, "json", "Malformed JSON body"),
+    (errors.UnsupportedMediaType, "unsupported-media-type", "Unsupported media type"),
     (errors.Invalid, "validation", "Invalid request"),
     (errors.Unauthorized, "unauthorized", "Unauthorized"),
     (errors.Forbidden, "forbidden", "Forbidden"),

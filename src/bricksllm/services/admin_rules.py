@@ -36,12 +36,24 @@ def raise_if(problems: Problems) -> None:
         raise Invalid(detail, fields=list(dict.fromkeys(field for field, _ in problems)))
 
 
-def is_http_url(value: str) -> bool:
+def url_problem(value: str) -> str:
+    """Why `value` is not an acceptable upstream URL ("" when it is): http(s) with a host, no
+    whitespace, and no credentials in it (they would be shown by every GET; use `apikey`)."""
     try:
         parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
     except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname) and not _WHITESPACE.search(value)
+        return "must be an http(s) URL"
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or _WHITESPACE.search(value)
+        or not port_ok
+    ):
+        return "must be an http(s) URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain credentials (user:password@): put the credential in the setting instead"
+    return ""
 
 
 def _pair(amount_field: str, unit_field: str, amount: float, unit: str, units: Iterable[str]) -> Problems:
@@ -106,8 +118,8 @@ def setting_problems(provider: str, setting: Mapping[str, str], required: Iterab
         elif name not in URL_SETTING_KEYS and not value.isascii():
             problems.append((f"setting.{name}", "must be ASCII: it is sent to the provider in a header"))
     url = setting.get("url", "")
-    if url and not is_http_url(url):
-        problems.append(("setting.url", "must be an http(s) URL"))
+    if url and (problem := url_problem(url)):
+        problems.append(("setting.url", problem))
     return problems
 
 
@@ -128,8 +140,8 @@ def route_config_problems(configs: Iterable[RouteConfig]) -> Problems:
         seen.add(rc.path)
         if not rc.target_url:
             problems.append((f"{at}.target_url", "is required"))
-        elif not is_http_url(rc.target_url):
-            problems.append((f"{at}.target_url", "must be an http(s) URL"))
+        elif problem := url_problem(rc.target_url):
+            problems.append((f"{at}.target_url", problem))
         for name in ("model_location", "request_prompt_location", "response_completion_location"):
             if not getattr(rc, name):
                 problems.append((f"{at}.{name}", "is required"))

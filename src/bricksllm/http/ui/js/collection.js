@@ -8,7 +8,7 @@
 //   load: async () => rows,
 //   columns: [{label, cell(row), num?}],
 //   rowLabel(row),                      how a row is named in buttons ("Edit <name>")
-//   form(row | null) -> {fields, values, intro?},  row null = create
+//   form(row | null) -> {fields, values, intro?} (or a promise of it),  row null = create
 //   create: async (values) -> row,      omit for read-only collections
 //   update: async (row, values) -> row, omit when rows cannot be edited
 //   actions: [{label, when?(row), danger?, run: async (row) -> message?}],
@@ -31,7 +31,7 @@ export function collectionPage(description) {
           {
             type: "button",
             onclick: async () => {
-              const { fields, values, intro } = d.form(null);
+              const { fields, values, intro } = await d.form(null);
               const created = await openForm({
                 title: `New ${d.noun}`,
                 fields,
@@ -70,7 +70,7 @@ function listing(d, rows, refresh) {
                 class: "quiet",
                 "aria-label": `Edit ${label(row)}`.trim(),
                 onclick: async () => {
-                  const { fields, values, intro } = d.form(row);
+                  const { fields, values, intro } = await d.form(row);
                   const saved = await openForm({
                     title: `Edit ${d.noun} ${label(row)}`.trim(),
                     fields,

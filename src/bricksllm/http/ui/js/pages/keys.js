@@ -139,8 +139,6 @@ export const keyActions = [
   },
 ];
 
-let settingsCache = [];
-
 export const render = collectionPage({
   title: "Keys",
   noun: "key",
@@ -148,7 +146,6 @@ export const render = collectionPage({
   rowLabel: (row) => row.name,
   load: async () => {
     const [keys, usages, settings] = await Promise.all([api.get(paths.keys), api.get(paths.keyUsage), api.get(paths.settings)]);
-    settingsCache = settings;
     const usageOf = new Map(usages.map((u) => [u.id, u]));
     const settingOf = new Map(settings.map((s) => [s.id, s]));
     return keys
@@ -165,7 +162,7 @@ export const render = collectionPage({
     { label: "Limits", cell: (r) => limitsText(r) },
     { label: "Created", cell: (r) => dateTime(r.createdAt) },
   ],
-  form: (row) => keyForm(row, settingsCache),
+  form: async (row) => keyForm(row, await api.get(paths.settings)),  // fresh: settings may have changed
   create: async (values) => {
     const created = await api.put(paths.keys, { ...keyBody(values), key: values.key });
     showSecretOnce(created.name, values.key);
