@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bricksllm.domain.limits import plan
+from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
 from bricksllm.http.proxy_app import create_proxy_app
 from bricksllm.ports import Counters, Metrics
@@ -42,6 +43,7 @@ class Gateway:
         self.clock = clock
         self.admin_port = 0
         self.proxy_port = 0
+        self.events_lost = 0
 
     async def start(self) -> None:
         """Build and start everything; on failure, undo what was started and re-raise."""
@@ -75,7 +77,7 @@ class Gateway:
             max_buffer=s.event_buffer_max,
         )
         await self.events.start()
-        stack.push_async_callback(self.events.stop)  # flushes every event left
+        stack.push_async_callback(self._stop_events)  # flushes every event left
         self.upstream = AiohttpUpstream(connections=s.upstream_connections)
         stack.push_async_callback(self.upstream.close)
         registry = ProviderRegistry()
@@ -107,14 +109,24 @@ class Gateway:
             allowed_origins=s.admin_allowed_origins,
         )
         proxy_app = create_proxy_app(self.proxy)
-        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
-        self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
+        grace = s.shutdown_grace
+        self.admin_port = await self._serve(
+            stack, admin_app, s.admin_host, s.admin_port, grace, access_log=True
+        )
+        self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, grace, access_log=False)
 
     @staticmethod
     async def _serve(
-        stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, *, access_log: bool
+        stack: contextlib.AsyncExitStack,
+        app: web.Application,
+        host: str,
+        port: int,
+        grace: float,
+        *,
+        access_log: bool,
     ) -> int:
-        runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=10)
+        server_logs.install()
+        runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=grace)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)  # stops accepting, lets requests in flight finish
         await web.TCPSite(runner, host, port, backlog=1024).start()
@@ -138,7 +150,13 @@ class Gateway:
                 if value:
                     await counters.seed(quota.counter_id(key.key_id), value, quota.window.expires_at)
 
-    async def stop(self) -> None:
+    async def _stop_events(self) -> None:
+        self.events_lost = await self.events.stop(grace=self.settings.shutdown_grace)
+
+    async def stop(self) -> int:
         """Stop accepting, let requests in flight finish (they settle their spend), close the
-        upstream session, flush every event, then close the counters and the stores."""
+        upstream session, flush every event, then close the counters and the stores. Returns the
+        number of events lost (0 on a clean shutdown)."""
+        self.events_lost = 0
         await self._exit.aclose()
+        return self.events_lost

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit status (1 when events were lost)."""
     from bricksllm.app import Gateway
 
     gateway = Gateway(settings)
@@ -56,7 +57,12 @@ async def _serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: finishing requests in flight and flushing events")
-    await gateway.stop()
+    lost = await gateway.stop()
+    if lost:
+        log.error("%d events were lost (not written to the database)", lost)
+        return 1
+    log.info("stopped cleanly: every event was written")
+    return 0
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -83,11 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(settings))
+            return runner.run(_serve(settings))
     except (OSError, BricksError) as exc:  # a port in use, a database or Redis that does not answer
         print(f"bricksllm: cannot start: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,7 @@ class Settings:
     event_flush_interval: float = 0.2
     event_buffer_max: int = 100_000
     upstream_connections: int = 512
+    shutdown_grace: float = 10.0  # on SIGTERM: time for requests in flight, then for unwritten events
     stats_enabled: bool = False
     stats_address: str = "127.0.0.1:8125"
     log_level: str = "INFO"
@@ -173,6 +174,7 @@ class Settings:
             event_flush_interval=duration("EVENT_FLUSH_INTERVAL", 0.2),
             event_buffer_max=integer("EVENT_BUFFER_MAX", 100_000, 1),
             upstream_connections=integer("UPSTREAM_CONNECTIONS", 512, 1),
+            shutdown_grace=duration("SHUTDOWN_GRACE", 10.0),
             stats_enabled=flag("STATS_ENABLED", bool(stats_provider)),
             stats_address=get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125",
             log_level=log_level,

@@ -8,6 +8,7 @@ errors. Tests steer it with the `x-mock` request header:
     x-mock: slow-<ms>                           wait before answering (and between stream chunks)
     x-mock: broken-stream                       cut the connection in the middle of a stream
     x-mock: no-usage                            omit usage from JSON and streams
+    x-mock: truncated-json                      promise a JSON body and hang up half-way
 
 Every request is recorded (method, path, query, headers, body) for assertions.
 """
@@ -116,6 +117,15 @@ class MockOpenAI:
                 status=status,
                 headers={"x-should-retry": "false"},
             )
+        if mock == "truncated-json":  # promise a body, send half of it, hang up
+            response = web.StreamResponse(
+                headers={"Content-Type": "application/json", "Content-Length": "200"}
+            )
+            await response.prepare(request)
+            await response.write(b'{"id": "chatcmpl-1", "object": "chat.comp')
+            assert request.transport is not None
+            request.transport.close()
+            return response
         if mock.startswith("slow-") and "stream" not in request.path:
             await asyncio.sleep(int(mock[5:]) / 1000)
         return await handler(request)

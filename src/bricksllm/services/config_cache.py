@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 
 from bricksllm.domain.models import CustomProvider, Key, ProviderSetting
+from bricksllm.outages import OutageLog
 from bricksllm.ports import ConfigSnapshot, ConfigStore, Metrics
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class ConfigCache:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._outage = OutageLog(log, "the configuration cannot be refreshed (serving the last snapshot)")
 
     async def refresh(self) -> None:
         """Load the whole configuration and swap it in (serialised; newest version wins)."""
@@ -79,6 +81,7 @@ class ConfigCache:
             try:
                 if await self._store.version() != self.current.version:
                     await self.refresh()
-            except Exception:  # a store outage must not kill the loop; the old snapshot keeps serving
+                self._outage.recovered()
+            except Exception as exc:  # a store outage must not kill the loop; the old snapshot keeps serving
                 self._metrics.incr("config.refresh_error")
-                log.warning("configuration refresh failed; serving the previous snapshot", exc_info=True)
+                self._outage.failed(exc)

@@ -2,9 +2,12 @@
 
 `record()` never blocks and never does I/O. A background task flushes a batch when it is full
 or every `flush_interval` seconds. If the store is down, the batch stays in the buffer and is
-retried with backoff, so a short database outage loses nothing; the buffer is bounded
-(`max_buffer`), and only when it is full are the oldest events dropped — and counted.
-`stop()` flushes everything that is left (a clean shutdown loses no event).
+retried with capped exponential backoff and jitter, so a short database outage loses nothing;
+the buffer is bounded (`max_buffer`), and only when it is full are the oldest events dropped —
+and counted. An outage is logged once when it starts and once when it ends (with how long it
+lasted and how many attempts failed), never once per retry. A row the store refuses (bad data,
+not an outage) is dropped alone, so it never blocks the rows behind it. `stop()` flushes
+everything that is left and returns how many events could not be written.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 
 from bricksllm.domain.models import Event
 from bricksllm.errors import Unavailable
+from bricksllm.outages import OutageLog
 from bricksllm.ports import EventStore, Metrics
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,7 @@ class EventWriter:
         self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self._outage = OutageLog(log, "events cannot be written")
 
     def record(self, event: Event) -> None:
         if len(self._buffer) >= self._max_buffer:
@@ -58,7 +64,9 @@ class EventWriter:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-writer")
 
-    async def stop(self, grace: float = 10.0) -> None:
+    async def stop(self, grace: float = 10.0) -> int:
+        """Flush what is left (retrying for up to `grace` seconds); returns the number of events
+        lost: still unwritten, dropped on overflow or refused by the store."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,6 +78,7 @@ class EventWriter:
                 await asyncio.sleep(0.2)
         if self._buffer:
             log.error("%d events could not be written before shutdown", len(self._buffer))
+        return len(self._buffer) + self.dropped
 
     async def flush(self) -> bool:
         """Write up to one batch. Returns False if the store is unreachable (the batch is kept)."""
@@ -80,13 +89,14 @@ class EventWriter:
             try:
                 await self._store.insert_events(batch)
                 done = batch
-            except Unavailable:
+            except Unavailable as exc:
                 self._metrics.incr("events.write_error")
-                log.warning("writing %d events failed; will retry", len(batch), exc_info=True)
+                self._outage.failed(exc)
                 return False
             except Exception:  # not an outage: retrying the batch cannot help; keep all but the bad ones
                 log.exception("a batch of %d events was refused; writing them one by one", len(batch))
                 done = await self._write_one_by_one(batch)
+            self._outage.recovered(f"{len(self._buffer)} events waiting")
             handled = {id(e) for e in done}
             while self._buffer and id(self._buffer[0]) in handled:  # overflow may have dropped some already
                 self._buffer.popleft()
@@ -118,4 +128,5 @@ class EventWriter:
                 ok = await self.flush()
                 if len(self._buffer) < self._batch_size:
                     break
-            backoff = self._flush_interval if ok else min(backoff * 2, 5.0)
+            # capped exponential backoff, with jitter so instances do not retry in step
+            backoff = self._flush_interval if ok else min(backoff * 2, 5.0) * random.uniform(0.8, 1.2)

@@ -57,6 +57,11 @@ from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
 
 MAX_BODY = 64 * 1024 * 1024
+# What an event keeps of request-derived text (a client controls it; events are kept for good).
+MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
+# Refusals of callers without a valid key are recorded up to this many per second (burst: twice
+# that); a flood of them is counted in a metric instead of filling the database.
+ANONYMOUS_EVENTS_PER_SECOND = 50.0
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
 SSE = "text/event-stream"
@@ -138,6 +143,7 @@ class ProxyService:
         # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
         self._event_prefix = secrets.token_hex(8)
         self._event_seq = itertools.count(1)
+        self._anonymous = TokenBucket(ANONYMOUS_EVENTS_PER_SECOND, 2 * ANONYMOUS_EVENTS_PER_SECOND)
 
     async def handle(self, inbound: Inbound) -> Reply:
         started = time.perf_counter()
@@ -372,6 +378,9 @@ class ProxyService:
         usage: Usage | None = None,
         micros: int = 0,
     ) -> None:
+        if key is None and not self._anonymous.take(time.monotonic()):
+            self._metrics.incr("events.anonymous_not_recorded")
+            return
         usage = usage or Usage()
         self._events.record(
             Event(
@@ -380,17 +389,33 @@ class ProxyService:
                 key_id=key.key_id if key else "",
                 tags=key.tags if key else (),
                 provider=provider.name if provider else "",
-                model=view.model if view else "",
+                model=view.model[:MAX_EVENT_TEXT] if view else "",
                 status=status,
-                path=path,
+                path=path[:MAX_EVENT_PATH],
                 method=method,
                 cost_micros=micros,
                 prompt_token_count=usage.prompt_tokens,
                 completion_token_count=usage.completion_tokens,
                 latency_in_ms=int((time.perf_counter() - started) * 1000),
-                custom_id=custom_id,
+                custom_id=custom_id[:MAX_EVENT_TEXT],
             )
         )
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved up."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._tokens, self._at = burst, 0.0
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:

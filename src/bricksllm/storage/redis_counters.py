@@ -84,8 +84,8 @@ def _translated() -> Iterator[None]:
     """The one place redis-py (and socket) errors become our Unavailable."""
     try:
         yield
-    except (RedisError, OSError) as exc:
-        raise Unavailable(f"counter store unreachable: {exc}") from exc
+    except (RedisError, OSError) as exc:  # the cause (host, port) is logged by callers, never shown
+        raise Unavailable("counter store unreachable") from exc
 
 
 class RedisCounters:

@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from bricksllm.outages import OutageLog
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +38,7 @@ class ConfigListener:
         self._health_interval = health_interval
         self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._outage = OutageLog(log, f"config change notifications on {channel} are not heard")
 
     async def start(self, wait: float = 5.0) -> None:
         """Start listening; returns once LISTEN is active (or after `wait` seconds, leaving the
@@ -63,7 +66,7 @@ class ConfigListener:
             try:
                 await self._session(reconnecting)
             except Exception as exc:  # any failure means: reconnect later
-                log.warning("config listener on %s lost its connection: %s", self._channel, exc)
+                self._outage.failed(exc)
             self._listening.clear()
             reconnecting = True
             await asyncio.sleep(self._retry_interval)
@@ -78,7 +81,7 @@ class ConfigListener:
             await conn.add_listener(self._channel, self._notified)
             self._listening.set()
             if reconnecting:
-                log.info("config listener reconnected to %s", self._channel)
+                self._outage.recovered()
                 self._notified()  # changes made while we were away went unheard
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
