@@ -1,16 +1,17 @@
 """The built-in engine: one table row per way of finding an entity in text.
 
-Each row is a candidate pattern (Python `re`, written so that it cannot backtrack badly: every
-open-ended run is anchored by a look-behind, so a long run is tried from its start only), an
-optional cheap gate that skips the row when the text cannot contain a match, an optional keyword
-that must appear just before the match, and an optional validator that turns a look-alike into a
-finding: Luhn for cards, mod-97 for IBANs, the SSA's rules for SSNs, libphonenumber's metadata for
-phone numbers, ISO country codes for BICs. Validators come from well-kept libraries
-(`python-stdnum`, `phonenumbers`, `ipaddress`) rather than being rewritten here.
+Each row has a gate, a pattern and usually a validator (validators.py). The gate is an RE2 pattern
+for something every match needs nearby: the entity's rough shape or a keyword ("ssn", "cvv").
+RE2 scans 4 KB in microseconds, while Python's `re` costs tens of nanoseconds per character per
+pattern, so the precise Python pattern (look-arounds, back-references) runs only on windows
+around the gate's matches; a window ends on whitespace, or spans a run of digits and separators,
+so that it never cuts a candidate in two (a test checks window scans equal whole-text scans). Every
+open-ended run in a pattern is anchored by a look-behind or bounded, so nothing backtracks badly.
 
-When a candidate fails its validator and is made of separated groups of digits ("4111 1111 1111
-1111 123"), runs of its groups are tried too, longest first, so that a neighbouring number does
-not hide a card or a phone number.
+Keyword rows check that the keyword stands within `window` characters before the match: a bare
+nine-digit number is an SSN only after "SSN". Digit candidates are maximal runs of groups
+("4111 1111 1111 1111 123"); when a run fails, runs of its groups are tried, so a neighbouring
+number does not hide a card or a phone number.
 
 Rows are in priority order: when two entities cover exactly the same span, the earlier row names
 it (a Slack webhook is an `api_key` before it is a `url`).
@@ -18,43 +19,58 @@ it (a Slack webhook is an `api_key` before it is a `url`).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-import phonenumbers
-from stdnum import bic, iban, luhn
+import re2
 from stdnum.ca import sin
 from stdnum.gb import nhs
 from stdnum.in_ import aadhaar, pan
-from stdnum.us import itin, rtn, ssn
+from stdnum.us import rtn
 
-Validator = Callable[[str], bool]
+from bricksllm.domain.pii import validators as v
+from bricksllm.domain.pii.validators import DIGIT_RUN, Validator
+
+_WHITESPACE = " \t\n\r\f\v"
+
+
+def _gate(source: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(source, options)
 
 
 @dataclass(frozen=True, slots=True)
 class Detector:
     entity: str
     pattern: re.Pattern[str]
+    gate: Any  # RE2 pattern every match needs nearby: a keyword or the entity's rough shape
+    reach: int = 0  # a match may start up to this many chars after the gate's match ends
     group: int = 0  # the part of the match that is the entity (keywords stay readable)
-    gate: str | re.Pattern[str] | None = None  # substring or pattern the text must contain
     context: re.Pattern[str] | None = None  # must match within `window` chars before the span
     window: int = 48
     validate: Validator | None = None
     groups: tuple[int, int] | None = None  # on failure, try runs of separated digit groups
     trim: Callable[[str, int, int], int] | None = None  # a new end for the span (URL punctuation)
+    run: frozenset[str] = frozenset()  # chars a candidate spans across spaces (digits, separators)
+    shortest: int = 0  # candidates shorter than this are skipped before any validation
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        gate = self.gate
-        if gate is not None:
-            if isinstance(gate, str):
-                if gate not in text:
-                    return
-            elif gate.search(text) is None:
-                return
-        for match in self.pattern.finditer(text):
+        """The spans of this entity in `text`. Python's `re` costs tens of nanoseconds per
+        character, so it runs only on windows around the gate's matches (RE2 scans a 4 KB
+        text in microseconds); windows end on whitespace, so a window's edge never cuts a
+        token that a look-around must see whole."""
+        for lo, hi in self._windows(text):
+            yield from self.scan(text, lo, hi)
+
+    def scan(self, text: str, lo: int = 0, hi: int | None = None) -> Iterator[tuple[int, int]]:
+        """The spans whose match lies in text[lo:hi] (the whole text by default)."""
+        for match in self.pattern.finditer(text, lo, len(text) if hi is None else hi):
             start, end = match.span(self.group)
+            if end - start < self.shortest:
+                continue
             if self.trim is not None:
                 end = self.trim(text, start, end)
             if self.context is not None and not self.context.search(text, max(0, start - self.window), start):
@@ -62,147 +78,82 @@ class Detector:
             if self.validate is None or self.validate(text[start:end]):
                 yield start, end
             elif self.groups is not None:
-                found = _group_run(text, start, end, self.validate, *self.groups)
-                if found is not None:
-                    yield found
+                yield from _group_runs(text, start, end, self.validate, *self.groups)
+
+    def _windows(self, text: str) -> list[tuple[int, int]]:
+        windows: list[tuple[int, int]] = []
+        for count, match in enumerate(self.gate.finditer(text)):
+            lo = _token_start(text, _run_start(text, match.start(), self.run))
+            if count == _MAX_WINDOWS:  # RE2's Python binding costs microseconds per match:
+                windows.append((lo, len(text)))  # past a few, one `re` pass over the rest is cheaper
+                return _merged(windows)
+            hi = _token_end(text, _run_end(text, match.end() + self.reach, self.run))
+            windows.append((lo, hi))
+        return _merged(windows)
 
 
-_SEPARATOR = re.compile(r"[ .\-]+")
-_DIGIT_RUN = re.compile(r"\d+")
+_MAX_WINDOWS = 6
 
 
-def _group_run(text: str, start: int, end: int, ok: Validator, lo: int, hi: int) -> tuple[int, int] | None:
-    """The longest run of consecutive digit groups in text[start:end] with lo..hi digits that
-    `ok` accepts (groups are the digit runs between separators)."""
-    groups = [m.span() for m in _DIGIT_RUN.finditer(text, start, end)]
-    best: tuple[int, int] | None = None
-    best_len = 0
+def _merged(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in windows:
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _run_start(text: str, i: int, run: frozenset[str]) -> int:
+    while i > 0 and text[i - 1] in run:
+        i -= 1
+    return i
+
+
+def _run_end(text: str, i: int, run: frozenset[str]) -> int:
+    n = len(text)
+    while i < n and text[i] in run:
+        i += 1
+    return min(i, n)
+
+
+def _token_start(text: str, i: int) -> int:
+    """The start of the whitespace-separated token at i (or i itself at a space)."""
+    return max(text.rfind(c, 0, i) for c in _WHITESPACE) + 1
+
+
+def _token_end(text: str, i: int) -> int:
+    if i >= len(text):
+        return len(text)
+    ends = [j for j in (text.find(c, i) for c in _WHITESPACE) if j >= 0]
+    return min(ends) if ends else len(text)
+
+
+def _group_runs(
+    text: str, start: int, end: int, ok: Validator, lo: int, hi: int
+) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive digit groups in text[start:end] with lo..hi digits that `ok` accepts,
+    left to right, the longest at each start, not overlapping (groups are the digit runs
+    between separators)."""
+    groups = [m.span() for m in DIGIT_RUN.finditer(text, start, end)]
     n = len(groups)
-    for i in range(n):
+    i = 0
+    while i < n:
+        found = -1
         digits = 0
         for j in range(i, n):
             digits += groups[j][1] - groups[j][0]
             if digits > hi:
                 break
-            span_len = groups[j][1] - groups[i][0]
-            if digits >= lo and (i, j) != (0, n - 1) and span_len > best_len:
-                candidate = text[groups[i][0] : groups[j][1]]
-                if ok(candidate):
-                    best, best_len = (groups[i][0], groups[j][1]), span_len
-    return best
-
-
-def _digits(value: str) -> str:
-    return "".join(c for c in value if c.isdigit())
-
-
-def _consistent_separators(value: str) -> bool:
-    return len(set(_SEPARATOR.findall(value))) <= 1
-
-
-# --- validators ---------------------------------------------------------------------------------
-
-_CARD_PREFIXES = ("2", "3", "4", "5", "6")
-
-
-def _card(value: str) -> bool:
-    digits = _digits(value)
-    return (
-        13 <= len(digits) <= 19
-        and digits.startswith(_CARD_PREFIXES)
-        and len(set(digits)) > 1
-        and _consistent_separators(value)
-        and luhn.is_valid(digits)
-    )
-
-
-def _nanp(digits: str) -> bool:
-    """A cheap shape check for a number written without a country code (region US): ten
-    digits (or eleven with a leading 1) whose area code and exchange do not start with 0 or 1."""
-    if len(digits) == 11 and digits[0] == "1":
-        digits = digits[1:]
-    return len(digits) == 10 and digits[0] not in "01" and digits[3] not in "01"
-
-
-def _phone(value: str) -> bool:
-    digits = _digits(value)
-    international = value.lstrip().startswith("+")
-    if not (8 <= len(digits) <= 15 if international else _nanp(digits)):
-        return False
-    try:
-        number = phonenumbers.parse(value, None if international else "US")
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_valid_number(number)
-
-
-def _ssn(value: str) -> bool:
-    return _consistent_separators(value) and ssn.is_valid(_digits(value))
-
-
-def _itin(value: str) -> bool:
-    return _consistent_separators(value) and itin.is_valid(_digits(value))
-
-
-def _iban(value: str) -> bool:
-    return iban.is_valid(value)
-
-
-def _bic(value: str) -> bool:
-    return bic.is_valid(value)
-
-
-def _bic_with_digit(value: str) -> bool:
-    """Without a keyword nearby, only codes whose location part has a digit (NWBKGB2L,
-    CITIUS33): an all-letter code is indistinguishable from a shouted word (DOCUMENT)."""
-    return any(c.isdigit() for c in value[6:8]) and bic.is_valid(value)
-
-
-def _ipv4(value: str) -> bool:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _ipv6(value: str) -> bool:
-    if value.count(":") < 2:
-        return False
-    try:
-        ipaddress.IPv6Address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _url(value: str) -> bool:
-    rest = value.split("://", 1)[-1]
-    return len(rest) > 3 and any(c.isalnum() for c in rest)
-
-
-def _mixed_token(value: str) -> bool:
-    """A random-looking secret: letters and digits both present (keeps `sk-learn-...` out)."""
-    return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
-
-
-def _aws_secret(value: str) -> bool:
-    return any(c.isupper() for c in value) and any(c.islower() for c in value) and any(
-        c.isdigit() or c in "/+" for c in value
-    )
-
-
-def _symbolic(value: str) -> bool:
-    return not value.isalpha()
-
-
-def _stdnum(module: object) -> Validator:
-    check: Callable[[str], bool] = module.is_valid  # type: ignore[attr-defined]
-
-    def validate(value: str) -> bool:
-        return _consistent_separators(value) and check(_digits(value) if value[:1].isdigit() else value)
-
-    return validate
+            first = start if i == 0 else groups[i][0]
+            if digits >= lo and (i, j) != (0, n - 1) and ok(text[first : groups[j][1]]):
+                found = j
+        if found >= 0:
+            yield (start if i == 0 else groups[i][0]), groups[found][1]
+            i = found + 1
+        else:
+            i += 1
 
 
 # URLs often end a sentence: "see https://example.com/a." -> without the final "."
@@ -219,167 +170,217 @@ def trim_url(text: str, start: int, end: int) -> int:
 
 
 # --- patterns -----------------------------------------------------------------------------------
+# Python patterns are ASCII-only, like RE2's classes, so a gate never misses what its pattern finds.
 
 
-def _keyword(words: str) -> re.Pattern[str]:
-    return re.compile(rf"(?i)\b(?:{words})\b")
+def _re(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.ASCII)
 
 
-_SSN_WORDS = _keyword(r"ssn|ssns|social\s+security(?:\s+(?:number|no|#))?")
-_ITIN_WORDS = _keyword(r"itin|individual\s+taxpayer|taxpayer\s+identification")
-_ROUTING_WORDS = _keyword(r"routing|aba|rtn|transit(?:\s+number)?")
-_NHS_WORDS = _keyword(r"nhs|national\s+health\s+service")
-_AADHAAR_WORDS = _keyword(r"aadhaar|aadhar|uidai|uid")
-_SIN_WORDS = _keyword(r"sin|social\s+insurance(?:\s+number)?")
-_SWIFT_WORDS = _keyword(r"swift|bic|swift/bic|bic/swift")
-_AWS_SECRET_WORDS = re.compile(r"(?i)(?:secret[ _\-]?(?:access[ _\-]?)?key|aws[ _\-]?secret)")
+def _words(words: str) -> tuple[Any, re.Pattern[str]]:
+    """A keyword as an RE2 gate and as the Python context check."""
+    source = rf"(?i)\b(?:{words})\b"
+    return _gate(source), _re(source)
 
-_NINE = re.compile(r"(?<![\w\-])\d{9}(?![\w\-])")
-_TEN = re.compile(r"(?<![\w\-])\d{10}(?![\w\-])")
-_SPACED_334 = re.compile(r"(?<![\w\-])\d{3}([ \-])\d{3}\1\d{4}(?![\w\-])")
-_SPACED_333 = re.compile(r"(?<![\w\-])\d{3}([ \-])\d{3}\1\d{3}(?![\w\-])")
-_SPACED_444 = re.compile(r"(?<![\w\-])\d{4}([ \-]?)\d{4}\1\d{4}(?![\w\-])")
-_SPACED_324 = re.compile(r"(?<![\w\-])\d{3}([ \-])\d{2}\1\d{4}(?![\w\-])")
 
-_BIC = re.compile(r"(?<![A-Za-z0-9])[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?(?![A-Za-z0-9])")
+_SSN_GATE, _SSN_WORDS = _words(r"ssns?|social\s+security(?:\s+(?:number|no|#))?")
+_ITIN_GATE, _ITIN_WORDS = _words(r"itin|individual\s+taxpayer|taxpayer\s+identification")
+_ROUTING_GATE, _ROUTING_WORDS = _words(r"routing|aba|rtn|transit(?:\s+number)?")
+_NHS_GATE, _NHS_WORDS = _words(r"nhs|national\s+health\s+service")
+_AADHAAR_GATE, _AADHAAR_WORDS = _words(r"aadhaar|aadhar|uidai|uid")
+_SIN_GATE, _SIN_WORDS = _words(r"sin|social\s+insurance(?:\s+number)?")
+_SWIFT_GATE, _SWIFT_WORDS = _words(r"swift|bic")
+_AWS_SECRET_SOURCE = r"(?i)(?:secret[ _\-]?(?:access[ _\-]?)?key|aws[ _\-]?secret)"
+_AWS_SECRET_GATE, _AWS_SECRET_WORDS = _gate(_AWS_SECRET_SOURCE), _re(_AWS_SECRET_SOURCE)
+
+_DIGITS_RUN = frozenset("0123456789 -")
+_PHONE_RUN = frozenset("0123456789 .-()+")
+_IBAN_RUN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ")
+_REACH = 72  # a keyword's match starts at most `window` (48) chars after it, and is short
+
+_NINE = _re(r"(?<![\w\-])\d{9}(?![\w\-])")
+_TEN = _re(r"(?<![\w\-])\d{10}(?![\w\-])")
+_SPACED_334 = _re(r"(?<![\w\-])\d{3}([ \-])\d{3}\1\d{4}(?![\w\-])")
+_SPACED_333 = _re(r"(?<![\w\-])\d{3}([ \-])\d{3}\1\d{3}(?![\w\-])")
+_SPACED_444 = _re(r"(?<![\w\-])\d{4}([ \-]?)\d{4}\1\d{4}(?![\w\-])")
+_SPACED_324 = _re(r"(?<![\w\-])\d{3}([ \-])\d{2}\1\d{4}(?![\w\-])")
+
+_BIC = _re(r"(?<![A-Za-z0-9])[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?(?![A-Za-z0-9])")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEX = "[0-9A-Fa-f]"
+
+
+def _keyed(
+    entity: str, pattern: re.Pattern[str], gate: Any, words: re.Pattern[str], check: Validator
+) -> Detector:
+    return Detector(entity, pattern, gate, reach=_REACH, context=words, validate=check)
+
 
 DETECTORS: tuple[Detector, ...] = (
     Detector(
         "api_key",
-        re.compile(
+        _re(
             r"(?<![\w\-])(?:sk-[A-Za-z0-9_\-]{20,300}|gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_\w{22,255}"
             r"|xox[abposer]-[A-Za-z0-9\-]{10,250}|xapp-\d-[A-Za-z0-9\-]{10,250})(?![\w\-])"
         ),
-        validate=_mixed_token,
+        _gate(r"sk-[A-Za-z0-9_\-]{20}|gh[pousr]_[A-Za-z0-9]{36}|github_pat_|xox[abposer]-|xapp-\d-"),
+        validate=v.mixed_token,
     ),
     Detector(
         "api_key",
-        re.compile(r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/\-]{20,300}"),
-        gate="hooks.slack.com",
+        _re(r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9_/\-]{20,300}"),
+        _gate(r"hooks\.slack\.com/"),
     ),
-    Detector("aws_access_key", re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])")),
+    Detector(
+        "aws_access_key",
+        _re(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        _gate(r"(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"),
+    ),
     Detector(
         "aws_secret_key",
-        re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
-        gate=_AWS_SECRET_WORDS,
+        _re(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+        _AWS_SECRET_GATE,
+        reach=_REACH,
         context=_AWS_SECRET_WORDS,
-        validate=_aws_secret,
+        validate=v.aws_secret,
     ),
     Detector(
         "email",
-        re.compile(
+        _re(
             r"(?<![\w.%+\-])[A-Za-z0-9](?:[A-Za-z0-9._%+\-]{0,62}[A-Za-z0-9_%+\-])?@"
             r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])"
         ),
-        gate="@",
+        _gate(r"[A-Za-z0-9_%+\-]@[A-Za-z0-9]"),
     ),
     Detector(
         "credit_debit_number",
-        re.compile(r"(?<![\d\-.])\d(?:[ \-]?\d){12,18}(?![\d])"),
-        validate=_card,
+        _re(r"(?<![\d\-.])\d+(?:[ \-]\d+)*"),
+        _gate(r"\d(?:[ \-]?\d){12}"),
+        validate=v.card,
         groups=(13, 19),
+        shortest=13,
+        run=_DIGITS_RUN,
     ),
     Detector(
         "credit_debit_cvv",
-        re.compile(
+        _re(
             r"(?i)\b(?:cvv2?|cvc2?|cvn|cid|csc|security\s+code|card\s+verification(?:\s+(?:code|value|number))?)"
             r"\b[^\w\n]{0,3}(?:(?:is|was|of|number|code|no)\b[^\w\n]{0,3}){0,2}(\d{3,4})(?!\d)"
         ),
+        _gate(r"(?i)\b(?:cvv2?|cvc2?|cvn|cid|csc|security\s+code|card\s+verification)\b"),
+        reach=_REACH,
         group=1,
     ),
     Detector(
         "credit_debit_expiry",
-        re.compile(
+        _re(
             r"(?i)\b(?:exp(?:\.|iry|iration|ires|iring)?(?:\s+date)?|valid\s+(?:thru|through|until|till)"
             r"|good\s+(?:thru|through))(?:\b|(?<=\.))[^\w\n]{0,3}(?:(?:is|on|date|end)\b[^\w\n]{0,3}){0,2}"
             r"((?:0?[1-9]|1[0-2])\s?[/\-]\s?(?:20)?\d{2})(?![\d/])"
         ),
+        _gate(
+            r"(?i)\b(?:exp|expiry|expiration|expires|expiring|valid\s+(?:thru|through|until|till)"
+            r"|good\s+(?:thru|through))\b"
+        ),
+        reach=_REACH,
         group=1,
     ),
-    Detector("ssn", _SPACED_324, validate=_ssn),
-    Detector("ssn", _NINE, gate=_SSN_WORDS, context=_SSN_WORDS, validate=_ssn),
-    Detector("us_individual_tax_identification_number", re.compile(
-        r"(?<![\w\-])9\d{2}([ \-])\d{2}\1\d{4}(?![\w\-])"), validate=_itin),  # fmt: skip
-    Detector("us_individual_tax_identification_number", _NINE, gate=_ITIN_WORDS, context=_ITIN_WORDS,
-             validate=_itin),  # fmt: skip
+    Detector("ssn", _SPACED_324, _gate(r"\d{3}[ \-]\d{2}[ \-]\d{4}"), validate=v.us_ssn),
+    _keyed("ssn", _NINE, _SSN_GATE, _SSN_WORDS, v.us_ssn),
+    Detector(
+        "us_individual_tax_identification_number",
+        _re(r"(?<![\w\-])9\d{2}([ \-])\d{2}\1\d{4}(?![\w\-])"),
+        _gate(r"9\d{2}[ \-]\d{2}[ \-]\d{4}"),
+        validate=v.us_itin,
+    ),
+    _keyed("us_individual_tax_identification_number", _NINE, _ITIN_GATE, _ITIN_WORDS, v.us_itin),
     Detector(
         "international_bank_account_number",
-        re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),
-        validate=_iban,
+        _re(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),
+        _gate(r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}"),
+        validate=v.iban_number,
+        run=_IBAN_RUN,
     ),
-    Detector("swift_code", _BIC, validate=_bic_with_digit),
-    Detector("swift_code", _BIC, gate=_SWIFT_WORDS, context=_SWIFT_WORDS, validate=_bic),
-    Detector("bank_routing", _NINE, gate=_ROUTING_WORDS, context=_ROUTING_WORDS, validate=_stdnum(rtn)),
+    Detector("swift_code", _BIC, _gate(r"[A-Z]{6}[A-Z0-9]{2}"), validate=v.bic_with_digit),
+    _keyed("swift_code", _BIC, _SWIFT_GATE, _SWIFT_WORDS, v.bic_code),
+    _keyed("bank_routing", _NINE, _ROUTING_GATE, _ROUTING_WORDS, v.checksum(rtn)),
     Detector(
         "uk_national_insurance_number",
-        re.compile(
+        _re(
             r"(?<![A-Za-z0-9])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
             r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"
         ),
+        _gate(r"[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]"),
     ),
-    Detector("uk_national_health_service_number", _SPACED_334, gate=_NHS_WORDS, context=_NHS_WORDS,
-             validate=_stdnum(nhs)),  # fmt: skip
-    Detector("uk_national_health_service_number", _TEN, gate=_NHS_WORDS, context=_NHS_WORDS,
-             validate=_stdnum(nhs)),  # fmt: skip
-    Detector("in_aadhaar", _SPACED_444, gate=_AADHAAR_WORDS, context=_AADHAAR_WORDS,
-             validate=_stdnum(aadhaar)),  # fmt: skip
+    _keyed("uk_national_health_service_number", _SPACED_334, _NHS_GATE, _NHS_WORDS, v.checksum(nhs)),
+    _keyed("uk_national_health_service_number", _TEN, _NHS_GATE, _NHS_WORDS, v.checksum(nhs)),
+    _keyed("in_aadhaar", _SPACED_444, _AADHAAR_GATE, _AADHAAR_WORDS, v.checksum(aadhaar)),
     Detector(
         "in_permanent_account_number",
-        re.compile(r"(?<![A-Za-z0-9])[A-Z]{3}[ABCFGHJLPT][A-Z]\d{4}[A-Z](?![A-Za-z0-9])"),
-        validate=_stdnum(pan),
+        _re(r"(?<![A-Za-z0-9])[A-Z]{3}[ABCFGHJLPT][A-Z]\d{4}[A-Z](?![A-Za-z0-9])"),
+        _gate(r"[A-Z]{5}\d{4}[A-Z]"),
+        validate=v.checksum(pan),
     ),
-    Detector("ca_social_insurance_number", _SPACED_333, gate=_SIN_WORDS, context=_SIN_WORDS,
-             validate=_stdnum(sin)),  # fmt: skip
-    Detector("ca_social_insurance_number", _NINE, gate=_SIN_WORDS, context=_SIN_WORDS,
-             validate=_stdnum(sin)),  # fmt: skip
+    _keyed("ca_social_insurance_number", _SPACED_333, _SIN_GATE, _SIN_WORDS, v.checksum(sin)),
+    _keyed("ca_social_insurance_number", _NINE, _SIN_GATE, _SIN_WORDS, v.checksum(sin)),
     Detector(
         "password",
-        re.compile(r"(?i)\b(?:password|passwd|pwd|passcode|passphrase)\s*[:=]\s*[\"'`]?([^\s\"'`]{3,128})"),
+        _re(r"(?i)\b(?:password|passwd|pwd|passcode|passphrase)\s*[:=]\s*[\"'`]?([^\s\"'`]{3,128})"),
+        _gate(r"(?i)pass(?:word|wd|code|phrase)|pwd"),
+        reach=_REACH,
         group=1,
     ),
     Detector(
         "password",
-        re.compile(r"(?i)\b(?:password|passwd|passcode|passphrase)\s+(?:is|was)\s+[\"'`]?([^\s\"'`]{4,128})"),
+        _re(r"(?i)\b(?:password|passwd|passcode|passphrase)\s+(?:is|was)\s+[\"'`]?([^\s\"'`]{4,128})"),
+        _gate(r"(?i)pass(?:word|wd|code|phrase)"),
+        reach=_REACH,
         group=1,
-        validate=_symbolic,
+        validate=v.symbolic,
     ),
     Detector(
         "pin",
-        re.compile(r"(?i)\bpin(?:\s*(?:code|number|no\.?|#))?\s*(?:[:=]|\bis\b|\bwas\b)?\s*(\d{4,8})(?!\d)"),
+        _re(r"(?i)\bpin\b(?:\s*(?:code|number|no\.?|#))?\s*(?:[:=]|\bis\b|\bwas\b)?\s*(\d{4,8})(?!\d)"),
+        _gate(r"(?i)\bpin\b"),
+        reach=_REACH,
         group=1,
     ),
     Detector(
         "mac_address",
-        re.compile(
+        _re(
             rf"(?<![\w:\-.])(?:{_HEX}{{2}}([:\-]){_HEX}{{2}}(?:\1{_HEX}{{2}}){{4}}"
             rf"|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}})(?![\w:\-]|\.\w)"
         ),
+        _gate(rf"{_HEX}{{2}}[:\-]{_HEX}{{2}}[:\-]{_HEX}{{2}}|{_HEX}{{4}}\.{_HEX}{{4}}\.{_HEX}{{4}}"),
     ),
     Detector(
         "ip_address",
-        re.compile(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\w]|\.\d)"),
-        gate=".",
-        validate=_ipv4,
+        _re(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)"),
+        _gate(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"),
+        validate=v.ipv4,
     ),
     Detector(
         "ip_address",
-        re.compile(rf"(?<![\w:.])(?:{_HEX}{{0,4}}:){{2,7}}(?:{_HEX}{{1,4}}|(?:\d{{1,3}}\.){{3}}\d{{1,3}})?(?![\w:])"),
-        gate=":",
-        validate=_ipv6,
+        _re(
+            rf"(?<![\w:.])(?:{_HEX}{{0,4}}:){{2,7}}(?:{_HEX}{{1,4}}|(?:\d{{1,3}}\.){{3}}\d{{1,3}})?(?![\w:])"
+        ),
+        _gate(rf"{_HEX}{{0,4}}:{_HEX}{{0,4}}:"),
+        validate=v.ipv6,
     ),
     Detector(
         "phone",
-        re.compile(r"(?<![\w+.\-/])(?:\+ ?)?(?:\(\d{1,4}\) ?)?\d(?:[ .\-]?\d){5,16}(?![\w]|[.\-/]\d)"),
-        validate=_phone,
+        _re(r"(?<![\w+.\-/:])(?:\+ ?)?(?:\(\d{1,4}\) ?)?\d+(?:[ .\-]\d+)*"),
+        _gate(r"\d{3}\)?[ .\-]?\d{3}[ .\-]?\d{4}|\d{3} ?\d{7}|\+ ?\d"),
+        validate=v.phone,
         groups=(8, 15),
+        shortest=8,
+        run=_PHONE_RUN,
     ),
     Detector(
         "url",
-        re.compile(r"(?i)\b(?:(?:https?|ftps?|wss?)://|www\.)[^\s<>\"'`{}|\\^\[\]]+"),
-        gate=re.compile(r"(?i)://|www\."),
-        validate=_url,
+        _re(r"(?i)\b(?:(?:https?|ftps?|wss?)://|www\.)[^\s<>\"'`{}|\\^\[\]]+"),
+        _gate(r"(?i)(?:https?|ftps?|wss?)://|www\."),
+        validate=v.url,
         trim=trim_url,
     ),
 )

@@ -170,7 +170,9 @@ def _entity_rules(doc: Mapping[str, Any], caps: Capabilities, problems: Problems
         if action is None:
             continue
         if name != ALL and entity not in detectable and action is not Action.ALLOW:
-            problems.append((where, f"'{name}' needs an NLP engine, and none is configured: {NLP_ENGINE_HINT}"))
+            problems.append(
+                (where, f"'{name}' needs an NLP engine, and none is configured: {NLP_ENGINE_HINT}")
+            )
             continue
         out[name] = action
     return out
@@ -253,8 +255,12 @@ def policy_document(policy: Policy) -> dict[str, Any]:
     """The admin JSON shape of a policy (what `parse_policy` reads)."""
     return {
         "config": {"rules": {name: action.value for name, action in policy.entities.items()}},
-        "regexConfig": {"rules": [{"definition": r.definition, "action": r.action.value} for r in policy.regexes]},
-        "customConfig": {"rules": [{"definition": r.definition, "action": r.action.value} for r in policy.custom]},
+        "regexConfig": {
+            "rules": [{"definition": r.definition, "action": r.action.value} for r in policy.regexes]
+        },
+        "customConfig": {
+            "rules": [{"definition": r.definition, "action": r.action.value} for r in policy.custom]
+        },
         "failOpen": policy.fail_open,
         "scanResponses": policy.scan_responses,
     }

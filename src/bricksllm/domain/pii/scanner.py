@@ -148,10 +148,10 @@ class CompiledPolicy:
                     hits.append(Hit(start, end, label, action, rank))
         size = len(text)
         for span in engine_spans:
-            action = self.engine_actions.get(span.entity)
+            found = self.engine_actions.get(span.entity)
             start, end = max(0, span.start), min(size, span.end)
-            if action is not None and end > start:
-                hits.append(Hit(start, end, span.entity, action, -1))
+            if found is not None and end > start:
+                hits.append(Hit(start, end, span.entity, found, -1))
         return hits
 
     # --- a whole request ------------------------------------------------------------------------
@@ -241,6 +241,8 @@ def _longer(a: Hit, b: Hit) -> bool:
     return la > lb or (la == lb and a.rank < b.rank)
 
 
-def compile_all(policies: Mapping[str, Policy], caps: Capabilities = BUILTIN_ONLY) -> dict[str, CompiledPolicy]:
+def compile_all(
+    policies: Mapping[str, Policy], caps: Capabilities = BUILTIN_ONLY
+) -> dict[str, CompiledPolicy]:
     """Policy id -> compiled policy, for a configuration snapshot."""
     return {pid: CompiledPolicy(policy, caps) for pid, policy in policies.items()}
