@@ -93,6 +93,7 @@ class Detector:
 
 
 _MAX_WINDOWS = 6
+_MAX_GROUPS = 6  # cards and phone numbers are printed in at most five or six groups
 
 
 def _merged(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -142,7 +143,7 @@ def _group_runs(
     while i < n:
         found = -1
         digits = 0
-        for j in range(i, n):
+        for j in range(i, min(n, i + _MAX_GROUPS)):
             digits += groups[j][1] - groups[j][0]
             if digits > hi:
                 break
