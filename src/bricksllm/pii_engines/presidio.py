@@ -23,8 +23,6 @@ from typing import Any
 from bricksllm.domain.pii import Span
 from bricksllm.pii_engines import EngineUnavailable
 
-log = logging.getLogger("bricksllm.pii")
-
 # Presidio entity type -> the gateway's entity name.
 PRESIDIO_TO_ENTITY: dict[str, str] = {
     "PERSON": "name",
@@ -70,9 +68,15 @@ class PresidioEngine:
                 f"spaCy model {model!r} is not installed (install the model package, or give the "
                 "directory of a saved pipeline); it is never downloaded at run time"
             )
-        nlp = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}])
-        nlp.load()
-        self._analyzer: Any = AnalyzerEngine(nlp_engine=nlp, supported_languages=[language])
+        presidio_log = logging.getLogger("presidio-analyzer")
+        level = presidio_log.level
+        presidio_log.setLevel(logging.ERROR)  # one warning per recognizer of another language
+        try:
+            nlp = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}])
+            nlp.load()
+            self._analyzer: Any = AnalyzerEngine(nlp_engine=nlp, supported_languages=[language])
+        finally:
+            presidio_log.setLevel(level)
         self._language = language
         self._threshold = score_threshold
         supported = set(self._analyzer.get_supported_entities(language=language))
