@@ -92,7 +92,7 @@ class Detector:
         return _merged(windows)
 
 
-_MAX_WINDOWS = 6
+_MAX_WINDOWS = 3
 _MAX_GROUPS = 6  # cards and phone numbers are printed in at most five or six groups
 
 

@@ -12,6 +12,8 @@ name them only when an engine that finds them (Presidio, AWS Comprehend) is conf
 
 from __future__ import annotations
 
+import functools
+
 ALL = "all"
 
 # Every entity of the original gateway, in its order, plus `api_key`.
@@ -102,6 +104,7 @@ def canonical(name: str) -> str:
     return ALIASES.get(name, name)
 
 
+@functools.cache  # labels are entity names and regex[i]: a small set
 def placeholder(label: str) -> str:
     """What replaces a redacted span: `[EMAIL]`, `[CREDIT_DEBIT_NUMBER]`; regex rules get
     `[REDACTED]` (their label is `regex[i]`, which says nothing to the model)."""

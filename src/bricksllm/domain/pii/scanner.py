@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+import re2
+
 from bricksllm.domain.pii.detectors import DETECTORS, Detector
 from bricksllm.domain.pii.entities import ALL, BUILTIN_ENTITIES, canonical, placeholder
 from bricksllm.domain.pii.locations import (
@@ -93,7 +95,16 @@ class Prepared:
 class CompiledPolicy:
     """Build once per policy change; `screen_request` is then safe to call from any request."""
 
-    __slots__ = ("_actions", "_detectors", "_regexes", "engine_actions", "missing", "noop", "policy")
+    __slots__ = (
+        "_actions",
+        "_detectors",
+        "_prefilter",
+        "_regexes",
+        "engine_actions",
+        "missing",
+        "noop",
+        "policy",
+    )
 
     def __init__(self, policy: Policy, caps: Capabilities = BUILTIN_ONLY) -> None:
         self.policy = policy
@@ -124,6 +135,9 @@ class CompiledPolicy:
             if rule.action is not Action.ALLOW
         )
         self.noop = not (self._detectors or self._regexes or self.engine_actions or self.missing)
+        self._prefilter = _prefilter([d.gate.pattern for d, _, _ in self._detectors] + [
+            rule.definition for rule in policy.regexes if rule.action is not Action.ALLOW
+        ])  # fmt: skip
 
     @property
     def needs_engine(self) -> bool:
@@ -138,10 +152,16 @@ class CompiledPolicy:
     def scan(self, text: str, engine_spans: Iterable[Span] = ()) -> list[Hit]:
         """Every hit in one text, in no particular order (duplicates possible)."""
         hits: list[Hit] = []
-        for detector, action, rank in self._detectors:
+        detectors, regexes = self._detectors, self._regexes
+        if self._prefilter is not None:  # one RE2 pass says which gates and regexes match at all
+            matched = self._prefilter.Match(text) or ()
+            first_regex = len(detectors)
+            detectors = tuple(detectors[i] for i in matched if i < first_regex)
+            regexes = tuple(regexes[i - first_regex] for i in matched if i >= first_regex)
+        for detector, action, rank in detectors:
             for start, end in detector.find(text):
                 hits.append(Hit(start, end, detector.entity, action, rank))
-        for pattern, label, action, rank in self._regexes:
+        for pattern, label, action, rank in regexes:
             for match in pattern.finditer(text):
                 start, end = match.span()
                 if end > start:
@@ -207,6 +227,24 @@ class CompiledPolicy:
         if self.noop or not self.policy.scan_responses:
             return ALLOWED
         return self.finish(self.prepare_response(kind, body, custom_paths))
+
+
+def _prefilter(patterns: list[str]) -> Any:
+    """An RE2 set of the gates and regexes: one scan of a text tells which can match in it.
+    None (scan everything) if the set cannot be built."""
+    if not patterns:
+        return None
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = 64 << 20
+    try:
+        found = re2.Set.SearchSet(options)
+        for pattern in patterns:
+            found.Add(pattern)
+        found.Compile()
+    except re2.error:
+        return None
+    return found
 
 
 def redact(text: str, hits: Iterable[Hit]) -> str:

@@ -43,6 +43,7 @@ _CARD_GROUPS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def card(value: str) -> bool:
     if len(value) > 23:  # 19 digits and 4 separators
         return False
@@ -104,6 +105,7 @@ def bic_with_digit(value: str) -> bool:
     return any(c.isdigit() for c in value[6:8]) and bic.is_valid(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def ipv4(value: str) -> bool:
     try:
         ipaddress.IPv4Address(value)
