@@ -34,6 +34,7 @@ from bricksllm.domain.pii import validators as v
 from bricksllm.domain.pii.validators import DIGIT_RUN, Validator
 
 _WHITESPACE = " \t\n\r\f\v"
+_SPACE = re.compile(r"[ \t\n\r\f\v]")
 
 
 def _gate(source: str) -> Any:
@@ -127,8 +128,8 @@ def _token_start(text: str, i: int) -> int:
 def _token_end(text: str, i: int) -> int:
     if i >= len(text):
         return len(text)
-    ends = [j for j in (text.find(c, i) for c in _WHITESPACE) if j >= 0]
-    return min(ends) if ends else len(text)
+    found = _SPACE.search(text, i)
+    return found.start() if found else len(text)
 
 
 def _group_runs(
@@ -139,19 +140,22 @@ def _group_runs(
     between separators)."""
     groups = [m.span() for m in DIGIT_RUN.finditer(text, start, end)]
     n = len(groups)
+    sizes = [e - s for s, e in groups]
+    if n < 2 or sum(sizes) < lo:
+        return
     i = 0
     while i < n:
         found = -1
         digits = 0
+        first = start if i == 0 else groups[i][0]
         for j in range(i, min(n, i + _MAX_GROUPS)):
-            digits += groups[j][1] - groups[j][0]
+            digits += sizes[j]
             if digits > hi:
                 break
-            first = start if i == 0 else groups[i][0]
-            if digits >= lo and (i, j) != (0, n - 1) and ok(text[first : groups[j][1]]):
+            if digits >= lo and (i or j != n - 1) and ok(text[first : groups[j][1]]):
                 found = j
         if found >= 0:
-            yield (start if i == 0 else groups[i][0]), groups[found][1]
+            yield first, groups[found][1]
             i = found + 1
         else:
             i += 1
