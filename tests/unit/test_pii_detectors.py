@@ -134,7 +134,7 @@ def test_every_builtin_entity_has_a_detector_and_a_positive_case() -> None:
 
 FRAGMENTS = [text for _, text, _ in POSITIVES] + [text for _, text in NEAR_MISSES] + [
     "4111 1111 1111 1111", "(415) 555-0132", "+44 20 7946 0958", "536904399", "2001:db8::1", "ssn",
-    "word", "-", ".", ":", "/", "(", ")", "+", "é", "0", "42", "AB", "ff", "\n",
+    "word", "-", ".", ":", "/", "(", ")", "+", "é", "0", "42", "AB", "ff", "\n", "\t", "\r",
 ]  # fmt: skip
 
 

@@ -33,7 +33,6 @@ from stdnum.us import rtn
 from bricksllm.domain.pii import validators as v
 from bricksllm.domain.pii.validators import DIGIT_RUN, Validator
 
-_WHITESPACE = " \t\n\r\f\v"
 _SPACE = re.compile(r"[ \t\n\r\f\v]")
 
 
@@ -121,8 +120,11 @@ def _run_end(text: str, i: int, run: frozenset[str]) -> int:
 
 
 def _token_start(text: str, i: int) -> int:
-    """The start of the whitespace-separated token at i (or i itself at a space)."""
-    return max(text.rfind(c, 0, i) for c in _WHITESPACE) + 1
+    """The start of the token at i: after the last space, newline or tab in the 1 KB before it
+    (a window may always start earlier than needed), else the start of the text."""
+    lo = max(0, i - 1024)
+    found = max(text.rfind(" ", lo, i), text.rfind("\n", lo, i), text.rfind("\t", lo, i))
+    return found + 1 if found >= 0 else 0
 
 
 def _token_end(text: str, i: int) -> int:
@@ -176,6 +178,10 @@ def trim_url(text: str, start: int, end: int) -> int:
 
 # --- patterns -----------------------------------------------------------------------------------
 # Python patterns are ASCII-only, like RE2's classes, so a gate never misses what its pattern finds.
+# Where it matters, a pattern starts with a character class and checks the character before it
+# with a two-character look-behind (`\d(?<![\w.]\d)` rather than `(?<![\w.])\d`): `re` then skips
+# to the next candidate character in C instead of trying the whole pattern at every position,
+# which halves a pass over 4 KB.
 
 
 def _re(source: str) -> re.Pattern[str]:
@@ -211,7 +217,6 @@ _SPACED_444 = _re(r"(?<![\w\-])\d{4}([ \-]?)\d{4}\1\d{4}(?![\w\-])")
 _SPACED_324 = _re(r"(?<![\w\-])\d{3}([ \-])\d{2}\1\d{4}(?![\w\-])")
 
 _BIC = _re(r"(?<![A-Za-z0-9])[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?(?![A-Za-z0-9])")
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEX = "[0-9A-Fa-f]"
 
 
@@ -259,7 +264,7 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "credit_debit_number",
-        _re(r"(?<![\d\-.])\d+(?:[ \-]\d+)*"),
+        _re(r"\d(?<![\d\-.]\d)\d*(?:[ \-]\d+)*"),
         _gate(r"\d(?:[ \-]?\d){12}"),
         validate=v.card,
         groups=(13, 19),
@@ -360,7 +365,7 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "ip_address",
-        _re(rf"(?<![\w.])(?:{_OCTET}\.){{3}}{_OCTET}(?!\w|\.\d)"),
+        _re(r"\d(?<![\w.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\d)"),
         _gate(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"),
         validate=v.ipv4,
     ),
@@ -374,7 +379,10 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "phone",
-        _re(r"(?<![\w+.\-/:])(?:\+ ?)?(?:\(\d{1,4}\) ?)?\d+(?:[ .\-]\d+)*"),
+        _re(
+            r"[+(\d](?<![\w+.\-/:][+(\d])(?:(?<=\+) ?(?:\(\d{1,4}\) ?)?\d|(?<=\()\d{1,4}\) ?\d|(?<=\d))"
+            r"\d*(?:[ .\-]\d+)*"
+        ),
         _gate(r"\d{3}\)?[ .\-]?\d{3}[ .\-]?\d{4}|\d{3} ?\d{7}|\+ ?\d"),
         validate=v.phone,
         groups=(8, 15),
@@ -383,7 +391,10 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     Detector(
         "url",
-        _re(r"(?i)\b(?:(?:https?|ftps?|wss?)://|www\.)[^\s<>\"'`{}|\\^\[\]]+"),
+        _re(
+            r"[hHfFwW](?<!\w[hHfFwW])(?:(?<=[hH])[tT][tT][pP][sS]?://|(?<=[fF])[tT][pP][sS]?://"
+            r"|(?<=[wW])(?:[sS][sS]?://|[wW][wW]\.))[^\s<>\"'`{}|\\^\[\]]+"
+        ),
         _gate(r"(?i)(?:https?|ftps?|wss?)://|www\."),
         validate=v.url,
         trim=trim_url,
