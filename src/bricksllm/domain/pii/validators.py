@@ -83,22 +83,27 @@ def phone(value: str) -> bool:
     return phonenumbers.is_valid_number(number)
 
 
+@functools.lru_cache(maxsize=4096)
 def us_ssn(value: str) -> bool:
     return consistent_separators(value) and ssn.is_valid(only_digits(value))
 
 
+@functools.lru_cache(maxsize=4096)
 def us_itin(value: str) -> bool:
     return consistent_separators(value) and itin.is_valid(only_digits(value))
 
 
+@functools.lru_cache(maxsize=4096)
 def iban_number(value: str) -> bool:
     return iban.is_valid(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def bic_code(value: str) -> bool:
     return bic.is_valid(value)
 
 
+@functools.lru_cache(maxsize=4096)
 def bic_with_digit(value: str) -> bool:
     """Without a keyword nearby, only codes whose location part has a digit (NWBKGB2L,
     CITIUS33): an all-letter code is indistinguishable from a shouted word (DOCUMENT)."""
@@ -114,6 +119,7 @@ def ipv4(value: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
 def ipv6(value: str) -> bool:
     if value.count(":") < 2:
         return False
@@ -146,10 +152,25 @@ def symbolic(value: str) -> bool:
     return not value.isalpha()
 
 
+_CHECKSUMS: list[Validator] = []
+
+
 def checksum(module: object) -> Validator:
     check: Callable[[str], bool] = module.is_valid  # type: ignore[attr-defined]
 
+    @functools.lru_cache(maxsize=4096)
     def validate(value: str) -> bool:
         return consistent_separators(value) and check(only_digits(value) if value[:1].isdigit() else value)
 
+    _CHECKSUMS.append(validate)
     return validate
+
+
+def clear_caches() -> None:
+    """Forget every remembered answer (benchmarks of a first-seen text; tests)."""
+    for value in list(globals().values()):
+        clear = getattr(value, "cache_clear", None)
+        if callable(clear):
+            clear()
+    for detector_check in _CHECKSUMS:
+        detector_check.cache_clear()  # type: ignore[attr-defined]
