@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from bricksllm.domain.limits import Admission, AdmissionPlan, Window
 from bricksllm.domain.models import CustomProvider, Event, Key, ProviderSetting
+
+if TYPE_CHECKING:  # the PII package loads phonenumbers and RE2: only its users pay for that
+    from bricksllm.domain.pii import Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,4 +192,23 @@ class Upstream(Protocol):
     their own exceptions into `errors.UpstreamError` (502) and `errors.UpstreamTimeout` (504)."""
 
     async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
+    async def close(self) -> None: ...
+
+
+# --- optional PII engines ----------------------------------------------------------------------
+
+
+class PIIEngine(Protocol):
+    """An engine that finds entities the built-in patterns cannot (names, addresses...), such as
+    Presidio or AWS Comprehend. Adapters live in `bricksllm.pii_engines`; `services.pii` calls
+    them with a time bound and turns any exception into the policy's fail-open/closed outcome,
+    so an adapter may simply raise."""
+
+    name: str
+    entities: frozenset[str]  # the gateway's entity names this engine finds
+
+    async def detect(self, texts: Sequence[str], entities: frozenset[str]) -> list[list[Span]]:
+        """For each text, the spans of the requested entities (character offsets)."""
+        ...
+
     async def close(self) -> None: ...

@@ -20,6 +20,8 @@ FORBIDDEN = {
                   "bricksllm.storage"},
     "services": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.storage", "bricksllm.app"},
     "storage": {"aiohttp", "bricksllm.http", "bricksllm.services", "bricksllm.app"},
+    "pii_engines": {"aiohttp", "sqlalchemy", "redis", "bricksllm.http", "bricksllm.services",
+                    "bricksllm.storage", "bricksllm.app"},
 }  # fmt: skip
 
 
