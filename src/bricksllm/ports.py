@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from bricksllm.domain.limits import Admission, AdmissionPlan, Window
-from bricksllm.domain.models import CustomProvider, Event, Key, ProviderSetting
+from bricksllm.domain.models import CustomProvider, Event, Key, PolicyRecord, ProviderSetting
 
 if TYPE_CHECKING:  # the PII package loads phonenumbers and RE2: only its users pay for that
     from bricksllm.domain.pii import Span
@@ -27,10 +27,11 @@ class ConfigSnapshot:
     keys: Sequence[Key]
     settings: Sequence[ProviderSetting]
     custom_providers: Sequence[CustomProvider]
+    policies: Sequence[PolicyRecord] = ()
 
 
 class ConfigStore(Protocol):
-    """Keys, provider settings and custom providers. Every write bumps `version()`."""
+    """Keys, provider settings, custom providers and policies. Every write bumps `version()`."""
 
     async def create_key(self, key: Key) -> None: ...  # Conflict if key_hash exists
     async def update_key(self, key: Key) -> None: ...  # NotFound if absent
@@ -47,6 +48,12 @@ class ConfigStore(Protocol):
     async def update_custom_provider(self, provider: CustomProvider) -> None: ...
     async def get_custom_provider(self, provider_id: str) -> CustomProvider | None: ...
     async def list_custom_providers(self) -> list[CustomProvider]: ...
+
+    async def create_policy(self, policy: PolicyRecord) -> None: ...
+    async def update_policy(self, policy: PolicyRecord) -> None: ...  # NotFound if absent
+    async def delete_policy(self, policy_id: str) -> bool: ...
+    async def get_policy(self, policy_id: str) -> PolicyRecord | None: ...
+    async def list_policies(self) -> list[PolicyRecord]: ...
 
     async def version(self) -> int: ...
     async def snapshot(self) -> ConfigSnapshot: ...

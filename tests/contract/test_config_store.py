@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from bricksllm.domain.models import CustomProvider, Key, ModelPrice, PathConfig, ProviderSetting, RouteConfig
+from bricksllm.domain.models import (
+    CustomProvider,
+    Key,
+    ModelPrice,
+    PathConfig,
+    PolicyRecord,
+    ProviderSetting,
+    RouteConfig,
+)
 from bricksllm.errors import Conflict, NotFound, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings, Settings
 from bricksllm.storage.sql import SqlStores, open_stores
@@ -326,9 +334,22 @@ async def test_data_survives_a_restart(store_settings: Settings) -> None:
         assert list(snapshot.settings) == [full_setting()]
         async with second.engine.connect() as conn:
             versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-        assert [v[0] for v in versions] == ["0001"]
+        assert [v[0] for v in versions] == [_head_revision()]
     finally:
         await second.close()
+
+
+def _head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from bricksllm.storage.sql_engine import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
 
 
 async def test_concurrent_startups_migrate_once(store_settings: Settings) -> None:
@@ -432,3 +453,49 @@ async def test_listen_reconnects_after_the_connection_drops(pg_settings: Postgre
         await _wait_for(changed, "after a write on the new connection")
     finally:
         await stores.close()
+
+
+# -- policies -----------------------------------------------------------------------------
+
+
+def full_policy(policy_id: str = "pol-1") -> PolicyRecord:
+    return PolicyRecord(
+        id=policy_id,
+        name="no cards",
+        created_at=1_700_000_500,
+        updated_at=1_700_000_600,
+        tags=("team-a",),
+        document={
+            "config": {"rules": {"credit_debit_number": "block", "email": "allow_but_redact"}},
+            "regexConfig": {"rules": [{"definition": "(?i)project [a-z]+", "action": "allow_but_warn"}]},
+            "customConfig": {"rules": []},
+            "failOpen": False,
+            "scanResponses": True,
+        },
+    )
+
+
+async def test_policy_round_trips_and_is_in_the_snapshot(stores: SqlStores) -> None:
+    before = await stores.config.version()
+    await stores.config.create_policy(full_policy())
+    assert await stores.config.get_policy("pol-1") == full_policy()
+    snapshot = await stores.config.snapshot()
+    assert list(snapshot.policies) == [full_policy()] and snapshot.version == before + 1
+
+
+async def test_update_and_delete_policy(stores: SqlStores) -> None:
+    await stores.config.create_policy(full_policy())
+    changed = dataclasses.replace(full_policy(), name="renamed", document={"config": {"rules": {}}})
+    await stores.config.update_policy(changed)
+    assert await stores.config.list_policies() == [changed]
+    with pytest.raises(NotFound):
+        await stores.config.update_policy(full_policy("ghost"))
+    assert await stores.config.delete_policy("pol-1") is True
+    assert await stores.config.delete_policy("pol-1") is False
+    assert await stores.config.get_policy("pol-1") is None
+
+
+async def test_a_key_keeps_its_policy_id(stores: SqlStores) -> None:
+    key = dataclasses.replace(full_key(), policy_id="pol-1")
+    await stores.config.create_key(key)
+    assert await stores.config.get_key(key.key_id) == key

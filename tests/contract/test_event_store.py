@@ -343,3 +343,10 @@ async def test_unreachable_database_is_unavailable(tmp_path: Path, free_port: in
                 await store.report(ReportQuery(start=T, end=T + 60, increment=60))
         finally:
             await engine.dispose()
+
+
+async def test_a_policy_verdict_round_trips(stores: SqlStores) -> None:
+    screened = dataclasses.replace(E1, id="p1", action="redacted", pii_entities=("email", "regex[0]"))
+    await stores.events.insert_events([screened])
+    [stored] = await stores.events.query_events(EventQuery(key_ids=(E1.key_id,)))
+    assert stored == screened

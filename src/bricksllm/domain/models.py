@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 MICROS_PER_USD = 1_000_000
 
@@ -54,6 +55,7 @@ class Key:
     ttl: str = ""  # as given, e.g. "2d"; "" = never expires
     ttl_seconds: int = 0
     allowed_paths: tuple[PathConfig, ...] = ()
+    policy_id: str = ""  # a PII policy screening every request of the key; "" = none
 
     @property
     def all_setting_ids(self) -> tuple[str, ...]:
@@ -135,6 +137,18 @@ def token_count(value: object) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """A PII policy as the operator stored it; `domain.pii.parse_policy(document)` reads the rules."""
+
+    id: str
+    name: str
+    created_at: int
+    updated_at: int
+    tags: tuple[str, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -161,3 +175,5 @@ class Event:
     completion_token_count: int = 0
     latency_in_ms: int = 0
     custom_id: str = ""
+    action: str = ""  # what a PII policy decided: allowed, warned, redacted, blocked ("" = no policy)
+    pii_entities: tuple[str, ...] = ()  # the entity types it found (never the values)

@@ -1,4 +1,4 @@
-"""`SqlConfigStore`: keys, provider settings and custom providers in SQLite or PostgreSQL.
+"""`SqlConfigStore`: keys, provider settings, custom providers and policies in SQLite or PostgreSQL.
 
 Every write runs in one transaction that also increments `config_version` (and, on PostgreSQL,
 sends `pg_notify` with the new version), so a reader that sees version v sees every write up to
@@ -16,12 +16,20 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bricksllm.domain.models import CustomProvider, Key, ModelPrice, PathConfig, ProviderSetting, RouteConfig
+from bricksllm.domain.models import (
+    CustomProvider,
+    Key,
+    ModelPrice,
+    PathConfig,
+    PolicyRecord,
+    ProviderSetting,
+    RouteConfig,
+)
 from bricksllm.errors import NotFound
 from bricksllm.ports import ConfigSnapshot
 from bricksllm.storage.sql_engine import translate_errors, write_transaction
 from bricksllm.storage.sql_listen import ConfigListener
-from bricksllm.storage.tables import config_version, custom_providers, keys, provider_settings
+from bricksllm.storage.tables import config_version, custom_providers, keys, policies, provider_settings
 
 T = TypeVar("T")
 
@@ -100,9 +108,33 @@ def provider_from_row(row: sa.Row[Any]) -> CustomProvider:
     )
 
 
+def policy_row(policy: PolicyRecord) -> dict[str, Any]:
+    return {
+        "id": policy.id,
+        "name": policy.name,
+        "tags": list(policy.tags),
+        "document": dict(policy.document),
+        "created_at": policy.created_at,
+        "updated_at": policy.updated_at,
+    }
+
+
+def policy_from_row(row: sa.Row[Any]) -> PolicyRecord:
+    m = row._mapping
+    return PolicyRecord(
+        id=m["id"],
+        name=m["name"],
+        tags=tuple(m["tags"]),
+        document=dict(m["document"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
 _KEYS = sa.select(keys).order_by(keys.c.created_at, keys.c.key_id)
 _SETTINGS = sa.select(provider_settings).order_by(provider_settings.c.created_at, provider_settings.c.id)
 _PROVIDERS = sa.select(custom_providers).order_by(custom_providers.c.created_at, custom_providers.c.id)
+_POLICIES = sa.select(policies).order_by(policies.c.created_at, policies.c.id)
 _VERSION = sa.select(config_version.c.version).where(config_version.c.id == 1)
 
 
@@ -197,6 +229,21 @@ class SqlConfigStore:
             f"a custom provider named {provider.provider.lower()!r} already exists",
         )
 
+    async def create_policy(self, policy: PolicyRecord) -> None:
+        await self._insert(policies, policy_row(policy), "creating a policy", "a policy with this id exists")
+
+    async def update_policy(self, policy: PolicyRecord) -> None:
+        await self._update(
+            policies, "id", policy_row(policy), "updating a policy", "a policy with this id exists"
+        )
+
+    async def delete_policy(self, policy_id: str) -> bool:
+        async with translate_errors("deleting a policy"), write_transaction(self._engine) as conn:
+            deleted = (await conn.execute(sa.delete(policies).where(policies.c.id == policy_id))).rowcount
+            if deleted:
+                await self._bump(conn)
+        return bool(deleted)
+
     # -- reads ----------------------------------------------------------------------------
 
     async def _one(self, stmt: sa.Select[Any], action: str) -> sa.Row[Any] | None:
@@ -230,6 +277,13 @@ class SqlConfigStore:
     async def list_custom_providers(self) -> list[CustomProvider]:
         return [provider_from_row(r) for r in await self._all(_PROVIDERS, "listing custom providers")]
 
+    async def get_policy(self, policy_id: str) -> PolicyRecord | None:
+        row = await self._one(sa.select(policies).where(policies.c.id == policy_id), "reading a policy")
+        return policy_from_row(row) if row else None
+
+    async def list_policies(self) -> list[PolicyRecord]:
+        return [policy_from_row(r) for r in await self._all(_POLICIES, "listing policies")]
+
     async def version(self) -> int:
         async with translate_errors("reading the config version"), self._engine.connect() as conn:
             return int(await conn.scalar(_VERSION) or 0)
@@ -245,11 +299,13 @@ class SqlConfigStore:
                 key_rows = (await conn.execute(_KEYS)).all()
                 setting_rows = (await conn.execute(_SETTINGS)).all()
                 provider_rows = (await conn.execute(_PROVIDERS)).all()
+                policy_rows = (await conn.execute(_POLICIES)).all()
         return ConfigSnapshot(
             version=version,
             keys=[key_from_row(r) for r in key_rows],
             settings=[setting_from_row(r) for r in setting_rows],
             custom_providers=[provider_from_row(r) for r in provider_rows],
+            policies=[policy_from_row(r) for r in policy_rows],
         )
 
     # -- change notification ---------------------------------------------------------------

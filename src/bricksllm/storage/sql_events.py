@@ -45,14 +45,18 @@ def _count(value: int) -> int:
 _COLUMNS = (
     "id", "created_at", "key_id", "tags", "provider", "model", "status", "cost_micros",
     "prompt_token_count", "completion_token_count", "latency_in_ms", "path", "method", "custom_id",
+    "action", "pii_entities",
 )  # fmt: skip
+_JSON_COLUMNS = frozenset({"tags", "pii_entities"})
 
 
 def _insert_sql(postgres: bool) -> str:
     """The batch insert as driver SQL: compiled once, rows passed as plain tuples (the writer's
     cost per row is what limits the proxy, so SQLAlchemy's per-row processing is skipped here)."""
     if postgres:
-        marks = ", ".join(f"${i}::jsonb" if c == "tags" else f"${i}" for i, c in enumerate(_COLUMNS, 1))
+        marks = ", ".join(
+            f"${i}::jsonb" if c in _JSON_COLUMNS else f"${i}" for i, c in enumerate(_COLUMNS, 1)
+        )
     else:
         marks = ", ".join("?" for _ in _COLUMNS)
     return f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
@@ -74,12 +78,18 @@ def event_values(event: Event) -> tuple[Any, ...]:
         _text(event.path),
         _text(event.method),
         _text(event.custom_id),
+        event.action,
+        orjson.dumps(event.pii_entities).decode(),
     )
 
 
 def event_from_row(row: sa.Row[Any]) -> Event:
     m = row._mapping
-    return Event(**{k: m[k] for k in m if k != "tags"}, tags=tuple(m["tags"]))
+    return Event(
+        **{k: m[k] for k in m if k not in _JSON_COLUMNS},
+        tags=tuple(m["tags"]),
+        pii_entities=tuple(m["pii_entities"]),
+    )
 
 
 def _int(value: Any) -> int:

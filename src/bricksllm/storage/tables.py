@@ -51,7 +51,19 @@ keys = sa.Table(
     _json("allowed_paths"),
     _bigint("created_at"),
     _bigint("updated_at"),
+    sa.Column("policy_id", sa.String(), nullable=False, server_default=""),
     sa.UniqueConstraint("key_hash", name="uq_keys_key_hash"),
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    _text("id", primary_key=True),
+    _text("name"),
+    _json("tags"),
+    _json("document"),  # the rules as the admin API takes them (config, regexConfig, ...)
+    _bigint("created_at"),
+    _bigint("updated_at"),
 )
 
 provider_settings = sa.Table(
@@ -96,6 +108,8 @@ events = sa.Table(
     _text("path"),
     _text("method"),
     _text("custom_id"),
+    sa.Column("action", sa.String(), nullable=False, server_default=""),  # a PII policy's verdict
+    sa.Column("pii_entities", Json, nullable=False, server_default="[]"),  # entity types, never values
     sa.Index("ix_events_created_at", "created_at"),
     sa.Index("ix_events_key_id_created_at", "key_id", "created_at"),
     sa.Index("ix_events_custom_id", "custom_id"),
