@@ -162,7 +162,8 @@ class ProxyService:
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted
             self._record(inbound.method, path, custom_id, created_at, started, key, target, view, exc.status)
-            return self._error_reply(target.provider if target else None, exc, admitted)
+            provider = target.provider if target else self._registry.owner(path)
+            return self._error_reply(provider, exc, admitted)
         call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, started)
         return await self._forward(call, inbound, seconds=timeout)
 
