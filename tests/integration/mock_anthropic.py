@@ -48,6 +48,7 @@ STREAM_WORDS = ["Hello", " from", " the", " mock", "!"]
 TOOL_INPUT = {"location": "Paris"}
 # Aliases the real API resolves to a dated snapshot in its answers.
 ANSWER_MODELS = {
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
     "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
     "claude-3-5-haiku-latest": "claude-3-5-haiku-20241022",
 }
