@@ -12,8 +12,8 @@ as the real service checks it:
   `prompt_filter_results` / `content_filter_results`, and a stream opens with a chunk that has
   no choices and no model (the prompt filter results); the usage chunk comes only when asked.
 
-Tests steer it with the `x-mock` header (`error-<status>`, `slow-<ms>`, `no-usage`); every request
-is recorded.
+Tests steer it with the `x-mock` header (`error-<status>`, `slow-<ms>`, `no-usage`, `no-model`
+for a chat answer that names no model); every request is recorded.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ DEPLOYMENTS = {
     "mini": "gpt-4o-mini-2024-07-18",
     "embed": "text-embedding-3-small",
     "instruct": "gpt-35-turbo-instruct",
-    "custom-model": "contoso-secret-model",  # a model no price table knows
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",  # a deployment named after its model
 }
+EMBEDDING_TOKENS = 500  # per input
 PROMPT_TOKENS = 120
 CACHED_TOKENS = 40
 COMPLETION_TOKENS = 30
@@ -196,6 +197,8 @@ class MockAzure:
         }
         if usage := self._usage(request):
             answer["usage"] = usage
+        if request.headers.get("x-mock") == "no-model":
+            del answer["model"]
         return web.json_response(
             answer, headers={"apim-request-id": "apim-mock", "x-ms-region": "Sweden Central"}
         )
@@ -225,7 +228,10 @@ class MockAzure:
                     {"object": "embedding", "index": i, "embedding": vector} for i in range(len(inputs))
                 ],
                 "model": DEPLOYMENTS[request.match_info["deployment"]],
-                "usage": {"prompt_tokens": 5 * len(inputs), "total_tokens": 5 * len(inputs)},
+                "usage": {
+                    "prompt_tokens": EMBEDDING_TOKENS * len(inputs),
+                    "total_tokens": EMBEDDING_TOKENS * len(inputs),
+                },
             }
         )
 

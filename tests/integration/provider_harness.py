@@ -9,6 +9,7 @@ provider's SDK understands and that the mock saw nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -74,11 +75,18 @@ def openai_sdk(gw: Running, provider: str, key: str = KEY) -> openai.AsyncOpenAI
     return client
 
 
-async def events_of(gw: Running, key_id: str) -> list[dict[str, Any]]:
-    """The key's recorded events, oldest first."""
-    await gw.flush_events()
-    status, events = await gw.admin("GET", f"/api/events?keyIds={key_id}")
-    assert status == 200, events
+async def events_of(gw: Running, key_id: str, count: int = 1) -> list[dict[str, Any]]:
+    """The key's recorded events, oldest first; waits (2 s at most) until there are `count`.
+
+    A stream's event is recorded when the gateway has relayed its end, which an SDK may not wait
+    for: it stops reading at the last event (`data: [DONE]`, `message_stop`)."""
+    for _ in range(40):
+        await gw.flush_events()
+        status, events = await gw.admin("GET", f"/api/events?keyIds={key_id}")
+        assert status == 200, events
+        if len(events) >= count:
+            break
+        await asyncio.sleep(0.05)
     return sorted(events, key=lambda e: (e["created_at"], e["id"]))
 
 

@@ -118,7 +118,7 @@ async def test_streamed_message_through_the_sdk(gateway: Running, mock_anthropic
         extra_headers={"x-mock": "full-delta-usage"},
     ) as stream:
         await stream.get_final_message()
-    events = await events_of(gateway, str(key["keyId"]))
+    events = await events_of(gateway, str(key["keyId"]), count=2)
     assert [(e["prompt_token_count"], e["completion_token_count"]) for e in events] == [
         (PROMPT_TOKENS, OUTPUT_TOKENS)
     ] * 2
