@@ -9,7 +9,6 @@ Images, speech and transcriptions are billed in the units OpenAI bills them in.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import re
@@ -27,7 +26,7 @@ from bricksllm.providers.sse import EventSplitter, json_data
 
 SSE = "text/event-stream"
 _HAS_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # not `"usage":null`, which every chunk may carry
-_MODEL = re.compile(rb'"model"\s*:\s*("(?:[^"\\]|\\.)+")')  # a non-empty model member (Azure's first is "")
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]+)"')  # a non-empty model name (Azure's first chunk has "")
 MAX_IMAGES = 128
 
 
@@ -112,8 +111,7 @@ class OpenAIStreamMeter:
             # The model that answered, from the first chunk naming one: a stream that ends without
             # usage (an old Azure api-version, a client that left) is priced at it, not at the
             # name the client sent (an Azure deployment). Searched only until found.
-            with contextlib.suppress(ValueError):
-                self._model = _str(json.loads(found.group(1)))
+            self._model = found.group(1).decode("utf-8", "replace")
         if not self._split.pending and chunk.endswith(b"\n\n") and not _HAS_USAGE.search(chunk):
             self._seen.append(chunk)  # the common case: whole events, nothing to read or withhold
             return chunk
