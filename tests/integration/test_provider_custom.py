@@ -202,3 +202,26 @@ async def test_answer_bytes_are_untouched(gateway: Running, mock_custom: MockCus
             text
             == '{"result": {"outputs": [{"text": "Hello from acme!"}]}, "meta": {"engine": "acme-large"}}'
         )
+
+
+async def test_a_location_may_be_a_jmespath_expression(gateway: Running, mock_custom: MockCustom) -> None:
+    jmespath_route = {
+        "path": "/jp",
+        "target_url": f"{mock_custom.url}/chat",
+        "model_location": "model",
+        "request_prompt_location": "messages[?role=='user'].content",
+        "response_completion_location": "choices[0].message.content",
+    }
+    await put_custom_provider(gateway, "acme", [jmespath_route])
+    setting_id = await put_setting(gateway, "acme", {"apikey": UPSTREAM_KEY}, prices=PRICES)
+    key_id = str((await gateway.create_key(setting_id))["keyId"])
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say hello to the world"},
+    ]
+    status, text = await _post(gateway, BASE + "/jp", {"model": "acme-chat", "messages": messages})
+    assert status == 200, text
+    (event,) = await events_of(gateway, key_id)
+    # only the user's message is the prompt here: 5 tokens; the completion 5
+    assert (event["prompt_token_count"], event["completion_token_count"]) == (5, 5)
+    assert round(event["cost_in_usd"] * 1e6) == 5 * 1000 + 5 * 2000
