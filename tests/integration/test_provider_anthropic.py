@@ -212,8 +212,9 @@ async def test_key_in_either_header_and_version_headers_cross(
     seen = mock_anthropic.last("/v1/messages").headers
     assert seen["anthropic-version"] == "2023-06-01" and "anthropic-beta" not in seen
     beta = {"anthropic-version": "2024-01-01", "anthropic-beta": "prompt-caching-2024-07-31"}
-    async with gateway.http.post(url, json=body, headers={**auth, **beta}) as resp:
-        assert resp.status == 200
+    async with gateway.http.post(url + "?beta=true", json=body, headers={**auth, **beta}) as resp:
+        assert resp.status == 200  # older SDKs mark beta calls with ?beta=true
+    assert mock_anthropic.last("/v1/messages").query == "beta=true"
     seen = mock_anthropic.last("/v1/messages").headers
     assert seen["anthropic-version"] == "2024-01-01" and seen["anthropic-beta"] == beta["anthropic-beta"]
     assert seen["x-api-key"] == UPSTREAM_KEY and "Authorization" not in seen
@@ -312,3 +313,17 @@ async def test_per_setting_price_override_wins(gateway: Running, mock_anthropic:
     (event,) = await events_of(gateway, str(key["keyId"]))
     expected = INPUT_TOKENS * 1 + CACHE_WRITE_TOKENS * 1.5 + CACHE_READ_TOKENS * 0.5 + OUTPUT_TOKENS * 2
     assert round(event["cost_in_usd"] * 1e6) == expected == 3039
+
+
+async def test_beta_messages_are_billed_like_messages(
+    gateway: Running, mock_anthropic: MockAnthropic
+) -> None:
+    key = await _setup(gateway, mock_anthropic)
+    message = await anthropic_sdk(gateway).beta.messages.create(
+        model="claude-haiku-4-5", max_tokens=8, messages=HI, betas=["token-efficient-tools-2025-02-19"]
+    )
+    assert message.id == "msg_mock"
+    seen = mock_anthropic.last("/v1/messages")
+    assert seen.headers["anthropic-beta"] == "token-efficient-tools-2025-02-19"
+    (event,) = await events_of(gateway, str(key["keyId"]))
+    assert round(event["cost_in_usd"] * 1e6) == HAIKU_45_MICROS
