@@ -16,6 +16,9 @@ import pytest
 from bricksllm.app import Gateway
 from bricksllm.ports import Metrics
 from bricksllm.settings import Settings
+from tests.integration.mock_anthropic import MockAnthropic, start_mock_anthropic
+from tests.integration.mock_azure import MockAzure, start_mock_azure
+from tests.integration.mock_custom import MockCustom, start_mock_custom
 from tests.integration.mock_openai import MockOpenAI, start_mock
 
 
@@ -23,6 +26,39 @@ from tests.integration.mock_openai import MockOpenAI, start_mock
 async def mock_openai() -> AsyncIterator[MockOpenAI]:
     mock = MockOpenAI()
     runner = await start_mock(mock)
+    yield mock
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def mock_deepinfra() -> AsyncIterator[MockOpenAI]:
+    """OpenAI's wire format mounted where DeepInfra serves it (`/v1/openai/...`)."""
+    mock = MockOpenAI(base="/v1/openai")
+    runner = await start_mock(mock)
+    yield mock
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def mock_anthropic() -> AsyncIterator[MockAnthropic]:
+    mock = MockAnthropic()
+    runner = await start_mock_anthropic(mock)
+    yield mock
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def mock_azure() -> AsyncIterator[MockAzure]:
+    mock = MockAzure()
+    runner = await start_mock_azure(mock)
+    yield mock
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def mock_custom() -> AsyncIterator[MockCustom]:
+    mock = MockCustom()
+    runner = await start_mock_custom(mock)
     yield mock
     await runner.cleanup()
 

@@ -51,6 +51,7 @@ class MockOpenAI:
     file_contents: dict[str, bytes] = field(default_factory=dict)
     stream_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     usage_override: dict[str, Any] | None = None  # the usage every answer reports, when set
+    base: str = "/v1"  # where the API is mounted (DeepInfra serves it under /v1/openai)
     port: int = 0
 
     @property
@@ -67,24 +68,24 @@ class MockOpenAI:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._record])
-        r = app.router
-        r.add_post("/v1/chat/completions", self.chat)
-        r.add_post("/v1/completions", self.completions)
-        r.add_post("/v1/embeddings", self.embeddings)
-        r.add_post("/v1/moderations", self.moderations)
-        r.add_post("/v1/responses", self.responses)
-        r.add_get("/v1/models", self.models)
-        r.add_get("/v1/models/{model}", self.model)
-        r.add_post("/v1/files", self.upload)
-        r.add_get("/v1/files", self.list_files)
-        r.add_get("/v1/files/{file_id}", self.get_file)
-        r.add_delete("/v1/files/{file_id}", self.delete_file)
-        r.add_get("/v1/files/{file_id}/content", self.file_content)
-        r.add_post("/v1/images/generations", self.images)
-        r.add_post("/v1/images/edits", self.image_edit)
-        r.add_post("/v1/audio/speech", self.speech)
-        r.add_post("/v1/audio/transcriptions", self.transcription)
-        r.add_post("/v1/audio/translations", self.transcription)
+        r, b = app.router, self.base
+        r.add_post(b + "/chat/completions", self.chat)
+        r.add_post(b + "/completions", self.completions)
+        r.add_post(b + "/embeddings", self.embeddings)
+        r.add_post(b + "/moderations", self.moderations)
+        r.add_post(b + "/responses", self.responses)
+        r.add_get(b + "/models", self.models)
+        r.add_get(b + "/models/{model}", self.model)
+        r.add_post(b + "/files", self.upload)
+        r.add_get(b + "/files", self.list_files)
+        r.add_get(b + "/files/{file_id}", self.get_file)
+        r.add_delete(b + "/files/{file_id}", self.delete_file)
+        r.add_get(b + "/files/{file_id}/content", self.file_content)
+        r.add_post(b + "/images/generations", self.images)
+        r.add_post(b + "/images/edits", self.image_edit)
+        r.add_post(b + "/audio/speech", self.speech)
+        r.add_post(b + "/audio/transcriptions", self.transcription)
+        r.add_post(b + "/audio/translations", self.transcription)
         r.add_route("*", "/{tail:.*}", self.generic)
         return app
 

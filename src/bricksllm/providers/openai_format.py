@@ -26,6 +26,7 @@ from bricksllm.providers.sse import EventSplitter, json_data
 
 SSE = "text/event-stream"
 _HAS_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # not `"usage":null`, which every chunk may carry
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]+)"')  # a non-empty model name (Azure's first chunk has "")
 MAX_IMAGES = 128
 
 
@@ -106,6 +107,11 @@ class OpenAIStreamMeter:
         self._model = ""
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self._model and (found := _MODEL.search(chunk)):
+            # The model that answered, from the first chunk naming one: a stream that ends without
+            # usage (an old Azure api-version, a client that left) is priced at it, not at the
+            # name the client sent (an Azure deployment). Searched only until found.
+            self._model = found.group(1).decode("utf-8", "replace")
         if not self._split.pending and chunk.endswith(b"\n\n") and not _HAS_USAGE.search(chunk):
             self._seen.append(chunk)  # the common case: whole events, nothing to read or withhold
             return chunk
@@ -118,7 +124,8 @@ class OpenAIStreamMeter:
                     body: Mapping[str, Any] = response if isinstance(response, dict) else payload
                     usage = read_usage(body.get("usage"))
                     if usage is not None:
-                        self._usage, self._model = usage, _str(body.get("model"))
+                        self._usage = usage
+                        self._model = _str(body.get("model")) or self._model
                         if self._withhold and not payload.get("choices"):
                             continue
             self._seen.append(event)

@@ -49,6 +49,14 @@ class ProviderRegistry:
         """Whether `path` is under a provider prefix at all (checked before authentication)."""
         return path.startswith((BUILTIN_PREFIX + "/", CUSTOM_PREFIX + "/"))
 
+    def owner(self, path: str) -> Provider | None:
+        """The built-in provider whose prefix `path` is under, known from the path alone: errors
+        raised before the route is resolved (unknown key, path not allowed, ...) are rendered in
+        its shape, so its SDK reads them. Custom providers speak OpenAI's error shape anyway."""
+        if not path.startswith(BUILTIN_PREFIX + "/"):
+            return None
+        return self._builtins.get(path[len(BUILTIN_PREFIX) + 1 :].partition("/")[0])
+
     def resolve(
         self, method: str, path: str, custom: Mapping[str, CustomProvider]
     ) -> tuple[Provider, Match] | None:

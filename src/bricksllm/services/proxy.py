@@ -169,7 +169,8 @@ class ProxyService:
         except BricksError as exc:
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted
-            self._record(
+            provider = provider or self._registry.owner(path)  # a built-in's error shape even before
+            self._record(  # its route is resolved (custom providers reveal nothing to strangers)
                 inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status
             )
             return self._error_reply(provider, exc, admitted)
