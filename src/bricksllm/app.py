@@ -104,14 +104,20 @@ class Gateway:
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
         self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
 
-    @staticmethod
     async def _serve(
-        stack: contextlib.AsyncExitStack, app: web.Application, host: str, port: int, *, access_log: bool
+        self,
+        stack: contextlib.AsyncExitStack,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        access_log: bool,
     ) -> int:
         runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=10)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)  # stops accepting, lets requests in flight finish
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        reuse = self.settings.reuse_port or None  # workers of `serve --workers N` share the ports
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse).start()
         return int(runner.addresses[-1][1])
 
     async def _seed(self, counters: Counters) -> None:

@@ -90,6 +90,7 @@ class Settings:
     proxy_max_body_bytes: int = 64 * 1024 * 1024
     shutdown_grace: float = 10.0
     workers: int = 1  # 0: one per core
+    reuse_port: bool = False  # set for the workers of `serve --workers N` (SO_REUSEPORT)
     stats_enabled: bool = False
     stats_address: str = "127.0.0.1:8125"
     log_level: str = "INFO"
