@@ -46,6 +46,10 @@ def _children(pid: int) -> set[int]:
     return kids
 
 
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
 async def _healthy(port: int, within: float = 20.0) -> None:
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as s:
@@ -90,7 +94,7 @@ async def test_workers_share_the_ports_and_are_restarted(
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             assert await proc.wait() == 0
-        assert not any(os.path.exists(f"/proc/{pid}") for pid in now)  # every worker stopped
+        assert not _alive(now)  # every worker stopped
     finally:
         if proc.returncode is None:
             proc.kill()
