@@ -62,7 +62,7 @@ class Pool:
                 raise
             finally:
                 timer.cancel()
-            if conn_or_none is not None:
+            if conn_or_none is not None and not conn_or_none.closed:
                 conn_or_none.uses += 1
                 return conn_or_none
         self.size += 1
