@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -19,7 +20,9 @@ def test_head_constant_is_alembics_head() -> None:
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD
 
 
-async def test_an_up_to_date_database_is_not_migrated_again(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_an_up_to_date_database_is_not_migrated_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = sql_engine.sqlite_engine(tmp_path / "db.sqlite3")
     try:
         assert not await sql_engine._at_head(engine, "public")
