@@ -89,9 +89,9 @@ def free_port() -> Iterator[int]:
 _BOTH_LOOPS = {"test_upstream.py", "test_upstream_fast.py", "test_fast_server.py"}
 
 
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object] | None:
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
     if item.path.name not in _BOTH_LOOPS:
-        return None
+        return {"asyncio": asyncio.new_event_loop}  # one factory: the test id is unchanged
     import uvloop
 
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
