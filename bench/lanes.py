@@ -2,6 +2,7 @@
 
 - direct: the mock upstream itself, the ceiling and the baseline for "added latency".
 - passthrough: bench/passthrough.py, a bare aiohttp proxy, the reference of the throughput target.
+- raw: bench/passthrough_raw.py, the same bare proxy on the fast path (FastServer + FastUpstream).
 - embedded: `bricksllm serve` on its default SQLite store in a temporary data directory.
 - postgres: `bricksllm serve` on PostgreSQL + Redis, in a private schema and key prefix that are
   removed afterwards.
@@ -79,30 +80,33 @@ def direct_target(mock: Child, upstreams: Upstreams) -> Target:
     )
 
 
-def start_passthrough(children: Children, upstreams: Upstreams, core: int | None) -> Target:
+def start_passthrough(
+    children: Children, upstreams: Upstreams, core: int | None, lane: str = "passthrough"
+) -> Target:
+    script = "passthrough_raw.py" if lane == "raw" else "passthrough.py"
     port = free_port()
     cmd = [
         sys.executable,
-        str(BENCH_DIR / "passthrough.py"),
+        str(BENCH_DIR / script),
         "--port",
         str(port),
         "--upstream",
         upstreams.fast,
     ]
     cmd += ["--key", "bench-key"]
-    child = children.start("passthrough", cmd, core=core)
+    child = children.start(lane, cmd, core=core)
     cold = wait_healthy(child, [f"http://127.0.0.1:{port}/api/health"], timeout=20)
     slow_child_url = None
     if upstreams.slow:
         # the same prototype cannot route one key to two upstreams: a second instance for the slow one
         sport = free_port()
-        scmd = [sys.executable, str(BENCH_DIR / "passthrough.py"), "--port", str(sport)]
+        scmd = [sys.executable, str(BENCH_DIR / script), "--port", str(sport)]
         scmd += ["--upstream", upstreams.slow, "--key", "bench-key"]
-        schild = children.start("passthrough-slow", scmd, core=core)
+        schild = children.start(f"{lane}-slow", scmd, core=core)
         wait_healthy(schild, [f"http://127.0.0.1:{sport}/api/health"], timeout=20)
         slow_child_url = f"http://127.0.0.1:{sport}{PROXY_CHAT}"
     return Target(
-        lane="passthrough",
+        lane=lane,
         process=child,
         chat_url=f"http://127.0.0.1:{port}{PROXY_CHAT}",
         auth="Bearer bench-key",

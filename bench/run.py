@@ -67,6 +67,7 @@ def plan(short: bool) -> dict[str, list[Scenario]]:
         return {
             "direct": base,
             "passthrough": base,
+            "raw": base,
             "embedded": base,
             "postgres": [Scenario("chat c=32", 32)],
             "litellm": base,
@@ -87,6 +88,7 @@ def plan(short: bool) -> dict[str, list[Scenario]]:
     return {
         "direct": [*core, *slow],
         "passthrough": [*core, *slow],
+        "raw": [*core, *slow],
         "embedded": [
             *core,
             Scenario("plain key chat c=32", 32, key="plain", baseline="chat c=32"),
@@ -112,7 +114,7 @@ def measure(
         if not target.slow_url:
             raise RuntimeError("no slow upstream configured for this lane")
         url, auth = target.slow_url, target.slow_auth or ""
-        if target.lane in ("direct", "passthrough"):
+        if target.lane in ("direct", "passthrough", "raw"):
             proc = None  # a separate process served it; its CPU is not the one we watch
     duration = min(sc.duration or args.duration, MAX_SCENARIO_S - args.warmup)
     use_wrk = not sc.stream and not sc.max_requests and args.loadgen != "python" and loadgen.have_wrk()
@@ -292,8 +294,8 @@ def start_lane(
 ) -> L.Target:
     if lane == "direct":
         return L.direct_target(mock, upstreams)
-    if lane == "passthrough":
-        return L.start_passthrough(children, upstreams, server_core)
+    if lane in ("passthrough", "raw"):
+        return L.start_passthrough(children, upstreams, server_core, lane)
     if lane == "litellm":
         return L.start_litellm(children, upstreams, work, server_core)
     binary = L.gateway_bin(args.gateway_bin)
@@ -354,7 +356,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where to write JSON + md")
     p.add_argument(
         "--lanes",
-        help="comma-separated subset of direct,passthrough,embedded,postgres,litellm "
+        help="comma-separated subset of direct,passthrough,raw,embedded,postgres,litellm "
         "(default: full = all but litellm; short = direct,embedded; --with-litellm adds litellm)",
     )
     p.add_argument("--duration", type=float, help="measured seconds per scenario (default 6, short 2)")
@@ -390,10 +392,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if a.lanes:
         a.lanes = [x.strip() for x in a.lanes.split(",") if x.strip()]
     else:
-        a.lanes = ["direct", "embedded"] if a.short else ["direct", "passthrough", "embedded", "postgres"]
+        full = ["direct", "passthrough", "raw", "embedded", "postgres"]
+        a.lanes = ["direct", "embedded"] if a.short else full
         if a.with_litellm:
             a.lanes.append("litellm")
-    unknown = set(a.lanes) - {"direct", "passthrough", "embedded", "postgres", "litellm"}
+    unknown = set(a.lanes) - {"direct", "passthrough", "raw", "embedded", "postgres", "litellm"}
     if unknown:
         p.error(f"unknown lanes: {', '.join(sorted(unknown))}")
     if "direct" not in a.lanes:

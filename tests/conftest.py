@@ -7,6 +7,7 @@ in CI (CI=true) it fails instead, so a missing service can never turn the suite 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
@@ -81,3 +82,16 @@ def free_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     yield port
+
+
+# The fast path (asyncio Protocols) runs on uvloop in production and on asyncio's own loop in
+# tests elsewhere: its suites run on both, since transports differ in the details they rely on.
+_BOTH_LOOPS = {"test_upstream.py", "test_upstream_fast.py", "test_fast_server.py"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    if item.path.name not in _BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop}  # one factory: the test id is unchanged
+    import uvloop
+
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}

@@ -16,8 +16,9 @@ from aiohttp import web
 from bricksllm.domain.limits import plan
 from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
+from bricksllm.http.fast_server import FastServer, ServerLimits
 from bricksllm.http.proxy_app import create_proxy_app
-from bricksllm.ports import Counters, Metrics
+from bricksllm.ports import Counters, Metrics, Upstream
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
 from bricksllm.services.config_cache import ConfigCache
@@ -30,8 +31,21 @@ from bricksllm.storage.redis_counters import RedisCounters
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
 from bricksllm.upstream.aiohttp_client import AiohttpUpstream
+from bricksllm.upstream.fast import FastUpstream
+from bricksllm.upstream.proxies import Proxies
 
 log = logging.getLogger("bricksllm")
+
+
+def _server_limits(s: Settings) -> ServerLimits:
+    return ServerLimits(
+        max_header_bytes=s.proxy_max_header_bytes,
+        max_body_bytes=s.proxy_max_body_bytes,
+        header_timeout=s.proxy_header_timeout,
+        body_timeout=s.proxy_body_timeout,
+        keepalive_timeout=s.proxy_keepalive_timeout,
+        shutdown_grace=s.shutdown_grace,
+    )
 
 
 class Gateway:
@@ -78,7 +92,7 @@ class Gateway:
         )
         await self.events.start()
         stack.push_async_callback(self._stop_events)  # flushes every event left
-        self.upstream = AiohttpUpstream(connections=s.upstream_connections)
+        self.upstream = self._upstream(s)
         stack.push_async_callback(self.upstream.close)
         registry = ProviderRegistry()
         admin = AdminService(
@@ -108,28 +122,51 @@ class Gateway:
             allowed_hosts=s.admin_allowed_hosts,
             allowed_origins=s.admin_allowed_origins,
         )
-        proxy_app = create_proxy_app(self.proxy)
-        grace = s.shutdown_grace
-        self.admin_port = await self._serve(
-            stack, admin_app, s.admin_host, s.admin_port, grace, access_log=True
-        )
-        self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, grace, access_log=False)
+        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
+        if s.proxy_server == "fast":
+            server = FastServer(self.proxy, _server_limits(s))
+            self.proxy_port = await server.start(s.host, s.proxy_port, reuse_port=s.reuse_port)
+            stack.push_async_callback(server.stop)  # first out: drain before the upstream closes
+        else:
+            proxy_app = create_proxy_app(self.proxy)
+            self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
 
     @staticmethod
+    def _upstream(s: Settings) -> Upstream:
+        proxies = Proxies.parse(s.http_proxy, s.https_proxy, s.no_proxy)
+        if s.upstream_client == "fast":
+            return FastUpstream(
+                connections=s.upstream_connections,
+                connect_timeout=s.upstream_connect_timeout,
+                first_byte_timeout=s.upstream_first_byte_timeout,
+                idle_timeout=s.upstream_idle_timeout,
+                keepalive_expiry=s.upstream_keepalive_expiry,
+                proxies=proxies,
+            )
+        return AiohttpUpstream(
+            connections=s.upstream_connections,
+            connect_timeout=s.upstream_connect_timeout,
+            first_byte_timeout=s.upstream_first_byte_timeout,
+            idle_timeout=s.upstream_idle_timeout,
+            proxies=proxies,
+        )
+
     async def _serve(
+        self,
         stack: contextlib.AsyncExitStack,
         app: web.Application,
         host: str,
         port: int,
-        grace: float,
         *,
         access_log: bool,
     ) -> int:
         server_logs.install()
+        grace = self.settings.shutdown_grace
         runner = web.AppRunner(app, access_log=log if access_log else None, shutdown_timeout=grace)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)  # stops accepting, lets requests in flight finish
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        reuse = self.settings.reuse_port or None  # workers of `serve --workers N` share the ports
+        await web.TCPSite(runner, host, port, backlog=1024, reuse_port=reuse).start()
         return int(runner.addresses[-1][1])
 
     async def _seed(self, counters: Counters) -> None:

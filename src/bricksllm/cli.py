@@ -1,4 +1,5 @@
-"""`bricksllm serve`: start the admin API and the proxy in one process."""
+"""`bricksllm serve`: start the admin API and the proxy in one process, or `--workers N` of them
+under a supervisor (`bricksllm.supervisor`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +35,49 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--data-dir", type=Path, help="embedded storage folder (env BRICKSLLM_DATA_DIR, default ./data)"
     )
+    serve.add_argument(
+        "--workers",
+        help="processes sharing the ports, a number or 'auto' for one per core; more than 1 needs "
+        "REDIS_HOSTS (env BRICKSLLM_WORKERS, default 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for workers
     return parser
+
+
+def _workers(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value.strip().lower() == "auto":
+        return 0
+    if not value.strip().isdigit() or int(value) < 1:
+        raise SettingsError(f"--workers {value!r} is not a positive number or 'auto'")
+    return int(value)
+
+
+def _supervise(settings: Settings, workers: int, argv: list[str]) -> int:
+    """Refuse what cannot work with several processes, then run the supervisor."""
+    from bricksllm.supervisor import Supervisor, worker_command
+
+    if settings.redis is None:
+        print(
+            f"bricksllm: --workers {workers} needs shared counters: on the embedded default the rate "
+            "and spend counters live inside each process (in-process counters), so every worker "
+            "would allow the whole limit again. Set REDIS_HOSTS (and POSTGRESQL_HOSTS to share the "
+            "store across machines too), or run one worker.",
+            file=sys.stderr,
+        )
+        return 2
+    if 0 in (settings.admin_port, settings.proxy_port):
+        print("bricksllm: --workers needs fixed ports (not 0)", file=sys.stderr)
+        return 2
+    for host, port in ((settings.admin_host, settings.admin_port), (settings.host, settings.proxy_port)):
+        try:  # without SO_REUSEPORT: also fails when another gateway shares the port with its workers
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            print(f"bricksllm: cannot start: {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    return Supervisor(worker_command(argv), workers, settings.shutdown_grace).run()
 
 
 async def _serve(settings: Settings) -> int:
@@ -75,10 +119,16 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(os.environ).with_overrides(
-            host=args.host, admin_port=args.admin_port, proxy_port=args.proxy_port, data_dir=args.data_dir
+            host=args.host,
+            admin_port=args.admin_port,
+            proxy_port=args.proxy_port,
+            data_dir=args.data_dir,
+            workers=_workers(args.workers),
+            reuse_port=args.reuse_port or None,
         )
     except SettingsError as exc:
         print(f"bricksllm: configuration error: {exc}", file=sys.stderr)
@@ -87,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     # the drivers' DEBUG records carry SQL parameters (provider credentials): keep them quiet
     for noisy in ("aiosqlite", "sqlalchemy", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    workers = settings.workers or os.cpu_count() or 1
+    if workers > 1:
+        return _supervise(settings, workers, argv)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_serve(settings))

@@ -67,8 +67,25 @@ class Settings:
     event_batch_size: int = 500
     event_flush_interval: float = 0.2
     event_buffer_max: int = 100_000
-    upstream_connections: int = 512
+    upstream_connections: int = 512  # per upstream origin (fast client) / in all (aiohttp client)
+    # the fast path (issue 15): which implementation serves the proxy port and calls providers
+    proxy_server: str = "fast"  # fast | aiohttp
+    upstream_client: str = "fast"  # fast | aiohttp
+    upstream_connect_timeout: float = 10.0  # TCP + TLS (+ proxy tunnel)
+    upstream_first_byte_timeout: float | None = None  # after the request is sent; None: PROXY_TIMEOUT only
+    upstream_idle_timeout: float | None = 300.0  # longest silence between body chunks of an answer
+    upstream_keepalive_expiry: float = 30.0  # idle pooled connections are closed after this
+    http_proxy: str = field(default="", repr=False)  # may carry credentials
+    https_proxy: str = field(default="", repr=False)
+    no_proxy: str = ""
+    proxy_header_timeout: float = 10.0
+    proxy_body_timeout: float = 60.0
+    proxy_keepalive_timeout: float = 75.0
+    proxy_max_header_bytes: int = 64 * 1024
+    proxy_max_body_bytes: int = 64 * 1024 * 1024
     shutdown_grace: float = 10.0  # on SIGTERM: time for requests in flight, then for unwritten events
+    workers: int = 1  # 0: one per core
+    reuse_port: bool = False  # set for the workers of `serve --workers N` (SO_REUSEPORT)
     stats_enabled: bool = False
     stats_address: str = "127.0.0.1:8125"
     log_level: str = "INFO"
@@ -108,6 +125,23 @@ class Settings:
             if value <= 0:
                 raise SettingsError(f"{name} must be positive")
             return value
+
+        def optional_duration(name: str, default: float | None) -> float | None:
+            raw = get(name).lower()
+            if raw in {"none", "off", "0"}:
+                return None
+            if not raw:
+                return default
+            return duration(name, 0.0)
+
+        def choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+            value = get(name, default).lower() or default
+            if value not in allowed:
+                raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+            return value
+
+        def either(*names: str) -> str:
+            return next((get(n) for n in names if get(n)), "")
 
         def flag(name: str, default: bool) -> bool:
             raw = get(name).lower()
@@ -154,6 +188,16 @@ class Settings:
         log_level = get("LOG_LEVEL", "INFO").upper() or "INFO"
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR")
+        workers_raw = get("BRICKSLLM_WORKERS").lower()
+        workers = 0 if workers_raw == "auto" else integer("BRICKSLLM_WORKERS", 1, 1)
+        proxies = (either("HTTP_PROXY", "http_proxy"), either("HTTPS_PROXY", "https_proxy"))
+        no_proxy = either("NO_PROXY", "no_proxy")
+        from bricksllm.upstream.proxies import Proxies, ProxyConfigError
+
+        try:
+            Proxies.parse(*proxies, no_proxy)
+        except ProxyConfigError as exc:
+            raise SettingsError(str(exc)) from None
         stats_provider = get("STATS_PROVIDER").lower()
         if stats_provider not in {"", "datadog", "statsd"}:
             raise SettingsError("STATS_PROVIDER can only be datadog (or statsd)")
@@ -174,7 +218,22 @@ class Settings:
             event_flush_interval=duration("EVENT_FLUSH_INTERVAL", 0.2),
             event_buffer_max=integer("EVENT_BUFFER_MAX", 100_000, 1),
             upstream_connections=integer("UPSTREAM_CONNECTIONS", 512, 1),
+            proxy_server=choice("PROXY_SERVER", "fast", ("fast", "aiohttp")),
+            upstream_client=choice("UPSTREAM_CLIENT", "fast", ("fast", "aiohttp")),
+            upstream_connect_timeout=duration("UPSTREAM_CONNECT_TIMEOUT", 10.0),
+            upstream_first_byte_timeout=optional_duration("UPSTREAM_FIRST_BYTE_TIMEOUT", None),
+            upstream_idle_timeout=optional_duration("UPSTREAM_IDLE_TIMEOUT", 300.0),
+            upstream_keepalive_expiry=duration("UPSTREAM_KEEPALIVE_EXPIRY", 30.0),
+            http_proxy=proxies[0],
+            https_proxy=proxies[1],
+            no_proxy=no_proxy,
+            proxy_header_timeout=duration("PROXY_HEADER_TIMEOUT", 10.0),
+            proxy_body_timeout=duration("PROXY_BODY_TIMEOUT", 60.0),
+            proxy_keepalive_timeout=duration("PROXY_KEEPALIVE_TIMEOUT", 75.0),
+            proxy_max_header_bytes=integer("PROXY_MAX_HEADER_BYTES", 64 * 1024, 1024),
+            proxy_max_body_bytes=integer("PROXY_MAX_BODY_BYTES", 64 * 1024 * 1024, 1),
             shutdown_grace=duration("SHUTDOWN_GRACE", 10.0),
+            workers=workers,
             stats_enabled=flag("STATS_ENABLED", bool(stats_provider)),
             stats_address=get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125",
             log_level=log_level,

@@ -92,3 +92,33 @@ def test_serve_reports_a_port_in_use_and_leaves_nothing_open(
                          "--data-dir", str(tmp_path)])  # fmt: skip
     assert code == 1
     assert "cannot start" in capsys.readouterr().err
+
+
+def test_fast_path_settings() -> None:
+    s = Settings.from_env({})
+    assert (s.proxy_server, s.upstream_client, s.workers) == ("fast", "fast", 1)
+    assert s.upstream_first_byte_timeout is None and s.upstream_idle_timeout == 300
+    s = Settings.from_env({
+        "PROXY_SERVER": "aiohttp", "UPSTREAM_CLIENT": "AIOHTTP", "BRICKSLLM_WORKERS": "auto",
+        "UPSTREAM_FIRST_BYTE_TIMEOUT": "30s", "UPSTREAM_IDLE_TIMEOUT": "off", "PROXY_KEEPALIVE_TIMEOUT": "5s",
+        "https_proxy": "http://u:secret@proxy:3128", "NO_PROXY": "localhost,.internal",
+    })  # fmt: skip
+    assert (s.proxy_server, s.upstream_client, s.workers) == ("aiohttp", "aiohttp", 0)
+    assert (s.upstream_first_byte_timeout, s.upstream_idle_timeout) == (30, None)
+    assert s.proxy_keepalive_timeout == 5
+    assert s.https_proxy == "http://u:secret@proxy:3128" and s.no_proxy == "localhost,.internal"
+    assert "secret" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"PROXY_SERVER": "granian"}, "PROXY_SERVER"),
+        ({"UPSTREAM_CLIENT": "httpx"}, "UPSTREAM_CLIENT"),
+        ({"HTTPS_PROXY": "socks5://p:1080"}, "HTTPS_PROXY"),
+        ({"BRICKSLLM_WORKERS": "0"}, "BRICKSLLM_WORKERS"),
+    ],
+)
+def test_fast_path_settings_errors_name_the_variable(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
