@@ -114,6 +114,7 @@ class Gateway:
             self.upstream,
             self.metrics,
             default_timeout=s.proxy_timeout,
+            max_body=s.proxy_max_body_bytes,
             clock=self.clock,
         )
         admin_app = create_admin_app(

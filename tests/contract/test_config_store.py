@@ -22,6 +22,7 @@ from bricksllm.domain.models import (
 )
 from bricksllm.errors import Conflict, NotFound, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings, Settings
+from bricksllm.storage.migrations import HEAD
 from bricksllm.storage.sql import SqlStores, open_stores
 from bricksllm.storage.sql_config import SqlConfigStore
 from bricksllm.storage.sql_engine import postgres_engine, sqlite_engine
@@ -334,22 +335,9 @@ async def test_data_survives_a_restart(store_settings: Settings) -> None:
         assert list(snapshot.settings) == [full_setting()]
         async with second.engine.connect() as conn:
             versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
-        assert [v[0] for v in versions] == [_head_revision()]
+        assert [v[0] for v in versions] == [HEAD]
     finally:
         await second.close()
-
-
-def _head_revision() -> str:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    from bricksllm.storage.sql_engine import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 async def test_concurrent_startups_migrate_once(store_settings: Settings) -> None:

@@ -3,6 +3,7 @@ loopback ports, a mock OpenAI upstream, and helpers to configure keys through th
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -123,6 +124,14 @@ class Running:
 
 GatewayFactory = Callable[..., Any]
 
+# BRICKSLLM_TEST_STACK=aiohttp runs the gateways of these tests on the aiohttp server and client
+# instead of the fast ones (the test command runs the proxy tests once more that way).
+STACK: dict[str, str] = (
+    {"proxy_server": "aiohttp", "upstream_client": "aiohttp"}
+    if os.environ.get("BRICKSLLM_TEST_STACK") == "aiohttp"
+    else {}
+)
+
 
 @pytest.fixture
 async def start_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
@@ -138,7 +147,7 @@ async def start_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     ) -> Running:
         base = settings or Settings(data_dir=tmp_path / "data")
         s = base.with_overrides(
-            host="127.0.0.1", admin_port=0, proxy_port=0, event_flush_interval=0.05, **overrides
+            host="127.0.0.1", admin_port=0, proxy_port=0, event_flush_interval=0.05, **STACK, **overrides
         )
         gw = Gateway(s, clock=clock or time.time, metrics=metrics)
         await gw.start()

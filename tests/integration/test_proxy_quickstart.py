@@ -247,12 +247,11 @@ async def test_model_of_a_multipart_request_is_checked(gateway: Running, mock_op
 
 
 async def test_body_over_the_limit_is_413(gateway: Running, mock_openai: MockOpenAI) -> None:
-    from bricksllm.services.proxy import MAX_BODY
-
+    limit = gateway.gateway.settings.proxy_max_body_bytes
     await gateway.create_key(await gateway.create_setting(mock_openai.url))
     async with gateway.http.post(
         gateway.openai_base + "/chat/completions",
-        data=io.BytesIO(b"{" + b" " * MAX_BODY + b"}"),
+        data=io.BytesIO(b"{" + b" " * limit + b"}"),
         headers={"Authorization": "Bearer my-secret-key", "Content-Type": "application/json"},
     ) as resp:
         assert resp.status == 413

@@ -31,6 +31,7 @@ import httptools
 from multidict import CIMultiDict
 
 from bricksllm.errors import Invalid, TooLarge
+from bricksllm.providers.base import openai_error_body
 from bricksllm.services.exchange import Inbound, Reply
 
 if TYPE_CHECKING:
@@ -43,6 +44,15 @@ LINGER = 2.0  # seconds to discard an unread upload after answering, before clos
 HEALTH = b'{"status":"ok"}'
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _NO_BODY = frozenset({204, 304})
+
+
+# Errors the server answers before any handler runs (a handler's own use its provider's shape).
+_ERROR_CODES = {400: "invalid_request", 408: "request_timeout", 413: "request_too_large",
+                431: "request_headers_too_large", 500: "internal_error"}  # fmt: skip
+
+
+def error_body(status: int, message: str) -> bytes:
+    return openai_error_body(status, message, _ERROR_CODES.get(status, "error"))
 
 
 class _Refused(Exception):
@@ -368,9 +378,7 @@ class HttpConnection(asyncio.Protocol):
         """A request the server answers itself and then closes the connection."""
         self.pause_reading()
         if self._task is None and self.transport is not None and not self.closed:
-            body = b'{"error":{"message":"[BricksLLM] %s","type":"invalid_request_error","code":null}}' % (
-                message.encode()
-            )
+            body = error_body(status, f"[BricksLLM] {message}")
             self.transport.write(
                 self.server.head(status, [("Content-Type", "application/json")], len(body), False) + body
             )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import socket
 import time
@@ -26,13 +25,17 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from bricksllm.errors import BricksError
-from bricksllm.http.fast_connection import _NO_BODY, HEALTH, HttpConnection, _Pending, reply_framing
+from bricksllm.http.fast_connection import (
+    _NO_BODY,
+    HEALTH,
+    HttpConnection,
+    _Pending,
+    error_body,
+    reply_framing,
+)
 from bricksllm.services.exchange import ProxyHandler, Reply
 
 log = logging.getLogger("bricksllm.proxy")
-
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +215,7 @@ class FastServer:
 
 
 def _error_reply(status: int, message: str) -> Reply:
-    kind = _ERROR_TYPES.get(status, "api_error")
-    body = json.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
-    return Reply(status, [("Content-Type", "application/json")], body)
+    return Reply(status, [("Content-Type", "application/json")], error_body(status, message))
 
 
 async def _aclose(stream: object) -> None:

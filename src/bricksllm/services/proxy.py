@@ -56,7 +56,6 @@ from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
 
-MAX_BODY = 64 * 1024 * 1024
 # What an event keeps of request-derived text (a client controls it; events are kept for good).
 MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
 # Refusals of callers without a valid key are recorded up to this many per second (burst: twice
@@ -128,6 +127,7 @@ class ProxyService:
         metrics: Metrics,
         *,
         default_timeout: float = 600.0,
+        max_body: int = 64 * 1024 * 1024,
         transforms: Sequence[RequestTransform] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -138,6 +138,7 @@ class ProxyService:
         self._upstream = upstream
         self._metrics = metrics
         self._default_timeout = default_timeout
+        self._max_body = max_body
         self._transforms = transforms
         self._clock = clock
         # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
@@ -238,7 +239,7 @@ class ProxyService:
         content_type = inbound.headers.get("Content-Type", "")
         model, stream, parsed, body = "", False, None, b""
         if kind.body is not Body.STREAMED:
-            body = await inbound.body.read(MAX_BODY)
+            body = await inbound.body.read(self._max_body)
             if kind.body is Body.JSON or (body and content_type.startswith("application/json")):
                 parsed = _json_object(body)
                 model, stream = kind.describe(parsed)
