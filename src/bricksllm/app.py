@@ -14,16 +14,23 @@ from collections.abc import Callable
 from aiohttp import web
 
 from bricksllm.domain.limits import plan
+from bricksllm.domain.pii import BUILTIN_ONLY, Capabilities
+from bricksllm.errors import BricksError
 from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
+from bricksllm.http.admin_policies import policy_operations
 from bricksllm.http.fast_server import FastServer, ServerLimits
 from bricksllm.http.proxy_app import create_proxy_app
-from bricksllm.ports import Counters, Metrics, Upstream
+from bricksllm.pii_engines import EngineUnavailable
+from bricksllm.ports import Counters, Metrics, PIIEngine, Upstream
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
+from bricksllm.services.admin_policies import PolicyAdmin
 from bricksllm.services.config_cache import ConfigCache
 from bricksllm.services.events import EventWriter
 from bricksllm.services.limits import Limits
+from bricksllm.services.pii import PIIScreener
+from bricksllm.services.pii_guard import PIIGuard
 from bricksllm.services.proxy import ProxyService
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
@@ -80,7 +87,15 @@ class Gateway:
         else:
             self.counters = MemoryCounters(now=self.clock)
         await self._seed(self.counters)
-        self.config = ConfigCache(self.stores.config, s.config_refresh_interval, self.metrics)
+        engine = self._pii_engine(s)
+        if engine is not None:
+            stack.push_async_callback(engine.close)
+        caps = (
+            Capabilities(engine.name, frozenset(engine.entities), prefer_engine=s.pii_engine_prefer)
+            if engine is not None
+            else BUILTIN_ONLY
+        )
+        self.config = ConfigCache(self.stores.config, s.config_refresh_interval, self.metrics, caps)
         await self.config.start()
         stack.push_async_callback(self.config.stop)
         self.events = EventWriter(
@@ -106,6 +121,8 @@ class Gateway:
         limits = Limits(
             self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock
         )
+        pii = PIIGuard(self.config, PIIScreener(engine, self.metrics, s.pii_engine_timeout))
+        policies = PolicyAdmin(self.stores.config, caps, on_change=self.config.refresh, clock=self.clock)
         self.proxy = ProxyService(
             self.config,
             limits,
@@ -115,6 +132,8 @@ class Gateway:
             self.metrics,
             default_timeout=s.proxy_timeout,
             max_body=s.proxy_max_body_bytes,
+            transforms=[pii],
+            answer_screen=pii,
             clock=self.clock,
         )
         admin_app = create_admin_app(
@@ -122,6 +141,7 @@ class Gateway:
             admin_pass=s.admin_pass,
             allowed_hosts=s.admin_allowed_hosts,
             allowed_origins=s.admin_allowed_origins,
+            more=policy_operations(policies),
         )
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
         if s.proxy_server == "fast":
@@ -131,6 +151,26 @@ class Gateway:
         else:
             proxy_app = create_proxy_app(self.proxy)
             self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
+
+    @staticmethod
+    def _pii_engine(s: Settings) -> PIIEngine | None:
+        """The optional PII engine, or None; one that cannot be built stops the start-up."""
+        try:
+            if s.pii_engine == "presidio":
+                from bricksllm.pii_engines.presidio import PresidioEngine
+
+                return PresidioEngine(s.pii_presidio_model)
+            if s.pii_engine == "comprehend":
+                from bricksllm.pii_engines.comprehend import ComprehendEngine
+
+                return ComprehendEngine(
+                    region=s.amazon_region,
+                    endpoint_url=s.amazon_endpoint_url or None,
+                    timeout=s.pii_engine_timeout,
+                )
+        except EngineUnavailable as exc:
+            raise BricksError(f"PII_ENGINE={s.pii_engine}: {exc}") from exc
+        return None
 
     @staticmethod
     def _upstream(s: Settings) -> Upstream:

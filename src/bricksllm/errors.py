@@ -5,7 +5,8 @@
      │    ├── TooLarge    413  request body over the limit
      │    └── UnsupportedMediaType  415  an admin write that is not JSON
      ├── Unauthorized     401  missing, unknown, revoked or expired key; bad admin password
-     ├── Forbidden        403  path or model not allowed, blocked by a policy
+     ├── Forbidden        403  path or model not allowed, no setting for the provider
+     │    └── PolicyBlocked  403  blocked by the key's PII policy (carries the entity types found)
      ├── NotFound         404  unknown id or route
      ├── Conflict         409  duplicate key secret or provider name
      ├── LimitExceeded    429  rate or spend limit reached (carries retry_after)
@@ -53,6 +54,14 @@ class Unauthorized(BricksError):
 class Forbidden(BricksError):
     status = 403
     code = "forbidden"
+
+
+class PolicyBlocked(Forbidden):
+    code = "pii_blocked"
+
+    def __init__(self, findings: tuple[str, ...]) -> None:
+        super().__init__(f"[BricksLLM] request blocked by the key's PII policy: found {', '.join(findings)}")
+        self.findings = findings
 
 
 class NotFound(BricksError):

@@ -89,6 +89,12 @@ class Settings:
     stats_enabled: bool = False
     stats_address: str = "127.0.0.1:8125"
     log_level: str = "INFO"
+    pii_engine: str = ""  # an optional PII engine besides the built-in one: presidio | comprehend
+    pii_presidio_model: str = "en_core_web_lg"  # an installed spaCy model (never downloaded)
+    pii_engine_timeout: float = 2.0  # longest wait for the engine, per request
+    pii_engine_prefer: bool = False  # send entities both can find to the engine (Comprehend parity)
+    amazon_region: str = "us-west-2"  # Comprehend; credentials from AWS's usual chain
+    amazon_endpoint_url: str = ""
 
     @property
     def admin_host(self) -> str:
@@ -236,5 +242,11 @@ class Settings:
             workers=workers,
             stats_enabled=flag("STATS_ENABLED", bool(stats_provider)),
             stats_address=get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125",
+            pii_engine=choice("PII_ENGINE", "", ("", "presidio", "comprehend")),
+            pii_presidio_model=get("PII_PRESIDIO_MODEL", "en_core_web_lg") or "en_core_web_lg",
+            pii_engine_timeout=duration("PII_ENGINE_TIMEOUT", 2.0),
+            pii_engine_prefer=flag("PII_ENGINE_PREFER", False),
+            amazon_region=get("AMAZON_REGION", "us-west-2") or "us-west-2",
+            amazon_endpoint_url=get("AMAZON_ENDPOINT_URL"),
             log_level=log_level,
         )

@@ -53,8 +53,13 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Make]:
         await up.close()
 
 
-def req(url: str, method: str = "POST", body: Any = b"{}", headers: tuple[tuple[str, str], ...] = (),
-        timeout: float = 5.0) -> UpstreamRequest:
+def req(
+    url: str,
+    method: str = "POST",
+    body: Any = b"{}",
+    headers: tuple[tuple[str, str], ...] = (),
+    timeout: float = 5.0,
+) -> UpstreamRequest:
     return UpstreamRequest(method, url, (("Content-Type", "application/json"), *headers), body, timeout)
 
 
@@ -127,9 +132,8 @@ async def test_streams_an_upload(make: Make, declared: bool) -> None:
 BODY = b'data: {"a":1}\n\ndata: {"b":"\xc3\xa9"}\n\ndata: [DONE]\n\n'
 FRAMINGS = {
     "length": response(200, BODY, (("Content-Type", "text/event-stream"),)),
-    "chunked": response(
-        200, b"", (("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked"))
-    ) + chunked(BODY[:7], BODY[7:20], BODY[20:]),
+    "chunked": response(200, b"", (("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")))
+    + chunked(BODY[:7], BODY[7:20], BODY[20:]),
 }
 
 
@@ -287,8 +291,7 @@ async def test_informational_answers_are_skipped(make: Make) -> None:
     def answer(r: Request) -> bytes:
         return (
             b"HTTP/1.1 100 Continue\r\n\r\n"
-            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-            + response(201, b"created")
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + response(201, b"created")
         )
 
     async with Server(keep_alive(answer)) as srv:

@@ -9,6 +9,8 @@ errors. Tests steer it with the `x-mock` request header:
     x-mock: broken-stream                       cut the connection in the middle of a stream
     x-mock: no-usage                            omit usage from JSON and streams
     x-mock: truncated-json                      promise a JSON body and hang up half-way
+    x-mock: echo                                a chat answer repeating the last message
+    x-mock-answer: <text>                       a chat answer saying <text>
 
 Every request is recorded (method, path, query, headers, body) for assertions.
 """
@@ -217,7 +219,11 @@ class MockOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(STREAM_WORDS), "refusal": None},
+                    "message": {
+                        "role": "assistant",
+                        "content": self._answer_text(request, body),
+                        "refusal": None,
+                    },
                     "logprobs": None,
                     "finish_reason": "stop",
                 }
@@ -226,6 +232,15 @@ class MockOpenAI:
         if usage:
             resp["usage"] = usage
         return web.json_response(resp, headers={"x-request-id": "req-mock", "openai-processing-ms": "5"})
+
+    @staticmethod
+    def _answer_text(request: web.Request, body: dict[str, Any]) -> str:
+        if "x-mock-answer" in request.headers:  # the answer the test wants
+            return request.headers["x-mock-answer"]
+        if request.headers.get("x-mock") == "echo":  # the last message's text, back
+            content = body["messages"][-1]["content"]
+            return content if isinstance(content, str) else json.dumps(content)
+        return "".join(STREAM_WORDS)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -84,6 +84,8 @@ async def test_events_have_the_reference_fields(admin: Admin) -> None:
         "path": "/api/providers/openai/v1/chat/completions",
         "method": "POST",
         "custom_id": "c1",
+        "action": "",
+        "pii_entities": [],
     }
 
 

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from aiohttp import web
 from multidict import MultiMapping
-from pydantic import BaseModel
 
 from bricksllm import __version__
 from bricksllm.domain.models import micros_to_usd
-from bricksllm.domain.text import is_storable
 from bricksllm.errors import Invalid
 from bricksllm.http.admin_auth import AdminAuthMiddleware
 from bricksllm.http.admin_guard import AdminGuard
 from bricksllm.http.admin_input import StorableInputMiddleware
+from bricksllm.http.admin_io import integer, json_response, multi, read_model
 from bricksllm.http.admin_schemas import (
-    MAX_COUNT,
     Deleted,
     EventOut,
     HealthOut,
@@ -43,7 +40,7 @@ from bricksllm.http.admin_schemas import (
 )
 from bricksllm.http.admin_schemas_custom import CustomProviderCreate, CustomProviderOut, CustomProviderPatch
 from bricksllm.http.openapi import Operation, Param, build_document, render_docs
-from bricksllm.http.problems import BadJson, ProblemMiddleware
+from bricksllm.http.problems import ProblemMiddleware
 from bricksllm.http.ui import add_ui_routes
 from bricksllm.ports import EventQuery, ReportQuery
 from bricksllm.services.admin import AdminService
@@ -51,73 +48,7 @@ from bricksllm.services.admin import AdminService
 MAX_BODY_BYTES = 1024 * 1024
 TOTAL_COUNT = "X-Total-Count"
 
-M = TypeVar("M", bound=BaseModel)
-_INTEGER = re.compile(r"-?\d{1,16}")
 _STATUS = re.compile(r"([1-5])(?:xx|XX)|([1-5]\d\d)")
-
-
-async def read_model(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()  # raises HTTPRequestEntityTooLarge beyond client_max_size
-    if not raw.strip():
-        raise BadJson("the request body is empty: send a JSON object")
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        where = (
-            f" ({exc.msg} at line {exc.lineno} column {exc.colno})"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise BadJson(f"the request body is not valid JSON{where}") from None
-    if not isinstance(data, dict):
-        raise BadJson("the request body must be a JSON object")
-    bad = list(unstorable_fields(data))
-    if bad:
-        raise Invalid(
-            f"{', '.join(bad)}: text must be valid Unicode without NUL characters",
-            fields=list(dict.fromkeys(bad)),
-        )
-    return model.model_validate(data)
-
-
-def unstorable_fields(value: object, name: str = "") -> Iterator[str]:
-    """The names (JSON paths, as in validation errors) of strings no database can store: lone
-    surrogates (JSON `\\ud800` escapes) and NUL. A bad object key is reported on its object."""
-    if isinstance(value, str):
-        if not is_storable(value):
-            yield name or "body"
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if not is_storable(key):
-                yield name or "body"
-                continue
-            yield from unstorable_fields(item, f"{name}.{key}" if name else key)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from unstorable_fields(item, f"{name}[{i}]")
-
-
-def json_response(data: BaseModel | list[BaseModel]) -> web.Response:
-    if isinstance(data, list):
-        text = "[" + ",".join(item.model_dump_json() for item in data) + "]"
-    else:
-        text = data.model_dump_json()
-    return web.Response(text=text, content_type="application/json")
-
-
-def multi(query: MultiMapping[str], name: str) -> tuple[str, ...]:
-    """All values of a repeatable query parameter, comma-separated values split, duplicates dropped."""
-    values = [v.strip() for raw in query.getall(name, []) for v in raw.split(",")]
-    return tuple(dict.fromkeys(v for v in values if v))
-
-
-def integer(query: MultiMapping[str], name: str) -> int | None:
-    raw = query.get(name, "").strip()
-    if not raw:
-        return None
-    if not _INTEGER.fullmatch(raw) or abs(int(raw)) > MAX_COUNT:
-        raise Invalid(f"{name}: must be a whole number", fields=[name])
-    return int(raw)
 
 
 def status_ranges(query: MultiMapping[str], name: str) -> tuple[tuple[int, int], ...]:
@@ -345,8 +276,10 @@ def create_admin_app(
     admin_pass: str,
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
+    more: Sequence[Operation] = (),
 ) -> web.Application:
-    """The admin aiohttp application; the caller runs it (and chooses host and port)."""
+    """The admin aiohttp application; the caller runs it (and chooses host and port). `more`:
+    the operations of other admin resources (policies, routes), declared in their own modules."""
     guard = AdminGuard(
         loopback_only=not admin_pass, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
     )
@@ -354,7 +287,7 @@ def create_admin_app(
         middlewares=[ProblemMiddleware(), guard, AdminAuthMiddleware(admin_pass), StorableInputMiddleware()],
         client_max_size=MAX_BODY_BYTES,
     )
-    operations = _operations(AdminHandlers(service))
+    operations = [*_operations(AdminHandlers(service)), *more]
     document = build_document(operations, title="bricksllm admin API", version=__version__)
     document_text = json.dumps(document)
     docs_html = render_docs(document)

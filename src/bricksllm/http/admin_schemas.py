@@ -120,6 +120,7 @@ _KEY_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "rate_limit_unit": ("rate_limit_unit", _as_is),
     "ttl": ("ttl", _as_is),
     "allowed_paths": ("allowed_paths", lambda ps: tuple(PathConfig(p.path, p.method) for p in ps)),
+    "policy_id": ("policy_id", _as_is),
 }
 
 
@@ -139,6 +140,7 @@ class KeyPatch(CamelRequest):
     rate_limit_unit: Literal["", "s", "m", "h", "d"] = ""
     ttl: Ttl = ""
     allowed_paths: list[PathConfigIn] = []
+    policy_id: str = Field("", description='the PII policy screening this key\'s requests; "" = none')
 
     def to_fields(self) -> KeyFields:
         """The fields present in the request, in domain names and units."""
@@ -177,6 +179,7 @@ class KeyOut(CamelResponse):
     rate_limit_unit: str
     ttl: str
     allowed_paths: list[PathConfigOut]
+    policy_id: str
     created_at: int
     updated_at: int
     expires_at: int | None = Field(description="unix seconds when the ttl runs out; null = never")
@@ -198,6 +201,7 @@ class KeyOut(CamelResponse):
             rate_limit_unit=key.rate_limit_unit,
             ttl=key.ttl,
             allowed_paths=[PathConfigOut(path=p.path, method=p.method) for p in key.allowed_paths],
+            policy_id=key.policy_id,
             created_at=key.created_at,
             updated_at=key.updated_at,
             expires_at=key.expires_at(),
@@ -311,6 +315,8 @@ class EventOut(Response):
     path: str
     method: str
     custom_id: str
+    action: str = Field(description="a PII policy's verdict: allowed, warned, redacted, blocked; '' = none")
+    pii_entities: list[str] = Field(description="the entity types the policy found (never the values)")
 
     @classmethod
     def from_domain(cls, e: Event) -> EventOut:
@@ -329,6 +335,8 @@ class EventOut(Response):
             path=e.path,
             method=e.method,
             custom_id=e.custom_id,
+            action=e.action,
+            pii_entities=list(e.pii_entities),
         )
 
 

@@ -48,6 +48,8 @@ class RequestView:
     stream: bool = False
     content_type: str = ""
     query: str = ""  # raw query string (e.g. Azure's api-version)
+    action: str = ""  # what a screening policy decided (allowed, warned, redacted, blocked)
+    findings: tuple[str, ...] = ()  # what it found: entity types, never values
 
 
 @dataclass(frozen=True, slots=True)

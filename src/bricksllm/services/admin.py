@@ -58,6 +58,7 @@ class KeyFields(TypedDict, total=False):
     rate_limit_unit: str
     ttl: str
     allowed_paths: tuple[PathConfig, ...]
+    policy_id: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -170,6 +171,8 @@ class AdminService:
             raise Invalid(
                 f"settingId: provider setting {key.setting_id} does not exist", fields=["settingId"]
             )
+        if key.policy_id and await self._config.get_policy(key.policy_id) is None:
+            raise Invalid(f"policyId: policy {key.policy_id} does not exist", fields=["policyId"])
         missing = [s for s in key.setting_ids if s not in known]
         if missing:
             raise Invalid(

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bricksllm.domain.models import CustomProvider, Key, ProviderSetting
+from bricksllm.domain.pii import BUILTIN_ONLY, ENTITIES, Capabilities, CompiledPolicy, parse_policy
 from bricksllm.outages import OutageLog
 from bricksllm.ports import ConfigSnapshot, ConfigStore, Metrics
 
@@ -28,21 +31,36 @@ class ConfigIndex:
     keys_by_id: dict[str, Key] = field(default_factory=dict)
     settings: dict[str, ProviderSetting] = field(default_factory=dict)
     custom_providers: dict[str, CustomProvider] = field(default_factory=dict)
+    policies: dict[str, CompiledPolicy] = field(default_factory=dict)  # compiled once per change
 
     @classmethod
-    def build(cls, snap: ConfigSnapshot) -> ConfigIndex:
+    def build(cls, snap: ConfigSnapshot, caps: Capabilities = BUILTIN_ONLY) -> ConfigIndex:
         return cls(
             version=snap.version,
             keys_by_hash={k.key_hash: k for k in snap.keys},
             keys_by_id={k.key_id: k for k in snap.keys},
             settings={s.id: s for s in snap.settings},
             custom_providers={p.provider: p for p in snap.custom_providers},
+            policies={p.id: compile_policy(p.document, caps) for p in snap.policies},
         )
 
 
+# Stored policies were valid when written; read back with every entity allowed, so that one naming
+# an entity the running engines cannot find still loads: `CompiledPolicy.missing` then makes its
+# requests fail like an engine outage (never silently allowed).
+_READ_BACK = Capabilities(engine="stored", engine_entities=ENTITIES, custom_rules=True)
+
+
+def compile_policy(document: Mapping[str, Any], caps: Capabilities) -> CompiledPolicy:
+    return CompiledPolicy(parse_policy(document, _READ_BACK), caps)
+
+
 class ConfigCache:
-    def __init__(self, store: ConfigStore, interval: float, metrics: Metrics) -> None:
+    def __init__(
+        self, store: ConfigStore, interval: float, metrics: Metrics, caps: Capabilities = BUILTIN_ONLY
+    ) -> None:
         self._store = store
+        self._caps = caps
         self._interval = interval
         self._metrics = metrics
         self.current = ConfigIndex()
@@ -56,7 +74,7 @@ class ConfigCache:
         async with self._lock:
             snap = await self._store.snapshot()
             if snap.version != self.current.version:
-                self.current = ConfigIndex.build(snap)
+                self.current = ConfigIndex.build(snap, self._caps)
 
     def poke(self) -> None:
         """Ask for a refresh soon (called from a change notification)."""

@@ -33,6 +33,7 @@ from bricksllm.errors import (
     Invalid,
     LimitExceeded,
     NotFound,
+    PolicyBlocked,
     Unauthorized,
     UpstreamError,
 )
@@ -77,6 +78,15 @@ class EventSink(Protocol):
     def record(self, event: Event) -> None:
         """Queue an event; never blocks, never does I/O (`EventWriter`)."""
         ...
+
+
+class AnswerScreen(Protocol):
+    """Screens a non-streamed JSON answer before the client gets it (a PII policy's response
+    rules): returns the bytes to send and the view with the verdict; raises to refuse it."""
+
+    async def answer(
+        self, key: Key, target: Target, view: RequestView, body: bytes
+    ) -> tuple[bytes, RequestView]: ...
 
 
 class RequestTransform(Protocol):
@@ -129,6 +139,7 @@ class ProxyService:
         default_timeout: float = 600.0,
         max_body: int = 64 * 1024 * 1024,
         transforms: Sequence[RequestTransform] = (),
+        answer_screen: AnswerScreen | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
@@ -140,6 +151,7 @@ class ProxyService:
         self._default_timeout = default_timeout
         self._max_body = max_body
         self._transforms = transforms
+        self._answer_screen = answer_screen
         self._clock = clock
         # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
         self._event_prefix = secrets.token_hex(8)
@@ -170,6 +182,8 @@ class ProxyService:
         except BricksError as exc:
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted
+            if isinstance(exc, PolicyBlocked) and view is not None:
+                view = dataclasses.replace(view, action="blocked", findings=exc.findings)
             provider = provider or self._registry.owner(path)  # a built-in's error shape even before
             self._record(  # its route is resolved (custom providers reveal nothing to strangers)
                 inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status
@@ -292,8 +306,19 @@ class ProxyService:
                 await response.aclose()
             sent = meter.feed(body)
             rest, metered = meter.finish()
+            answer = sent + rest
+            if self._answer_screen is not None and billable and content_type == "application/json":
+                try:
+                    answer, view = await self._answer_screen.answer(call.key, call.target, call.view, answer)
+                except BricksError as exc:  # the answer is refused, but it was generated: billed
+                    if isinstance(exc, PolicyBlocked):
+                        call = dataclasses.replace(call, view=dataclasses.replace(
+                            call.view, action="blocked", findings=exc.findings))  # fmt: skip
+                    await self._finish(call, exc.status, metered, billable=True)
+                    return self._error_reply(call.target.provider, exc, call.admitted)
+                call = dataclasses.replace(call, view=view)
             await self._finish(call, status, metered, billable=billable)
-            return Reply(status, headers, sent + rest)
+            return Reply(status, headers, answer)
         if length.isdigit() and content_type != SSE:
             headers.append(("Content-Length", length))
         return Reply(status, headers, stream=self._relay(call, response, meter, billable))
@@ -400,6 +425,8 @@ class ProxyService:
                 completion_token_count=usage.completion_tokens,
                 latency_in_ms=int((time.perf_counter() - started) * 1000),
                 custom_id=custom_id[:MAX_EVENT_TEXT],
+                action=view.action if view else "",
+                pii_entities=view.findings if view else (),
             )
         )
 
