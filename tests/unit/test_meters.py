@@ -227,3 +227,25 @@ def test_token_cost_prefers_a_setting_price_for_the_requested_name() -> None:
     pricing = Pricing(PriceTable.load("none"), {"my-llama": ModelPrice(input=1.0, output=2.0)})
     assert token_cost(pricing, view, Usage(1000, 500), "served-name") == (2000, True)
     assert token_cost(Pricing(PriceTable.load("none")), view, Usage(1000, 500), "") == (0, False)
+
+
+def test_stream_meters_know_when_the_answer_is_complete() -> None:
+    tricky = b'data: {"choices":[{"index":0,"delta":{"content":"data: [DONE] is the end marker"}}]}\n\n'
+    for chunks in splits(tricky + OPENAI_STREAM)[::11]:
+        meter = OpenAIStreamMeter(withhold_usage=False)
+        seen_done = []
+        for chunk in chunks:
+            meter.feed(chunk)
+            seen_done.append(meter.done)
+        assert seen_done[-1] and not any(seen_done[:-1])  # only the real terminator
+    meter = OpenAIStreamMeter(withhold_usage=False)
+    meter.feed(tricky)
+    assert not meter.done
+    meter = anthropic.MessagesStreamMeter()
+    meter.feed(ANTHROPIC_STREAM.rsplit(b"event: message_stop", 1)[0])
+    assert not meter.done
+    meter.feed(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    assert meter.done
+    meter = OpenAIStreamMeter(withhold_usage=False)
+    meter.feed(RESPONSES_STREAM)
+    assert meter.done  # response.completed ends a Responses stream

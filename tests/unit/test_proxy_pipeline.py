@@ -302,3 +302,15 @@ async def test_custom_providers_are_resolved_from_configuration_and_estimated() 
     assert (event.provider, event.model, event.prompt_token_count, event.completion_token_count) == (
         "acme", "gpt-4o", 1, 4,
     )  # fmt: skip
+
+
+async def test_a_stream_is_settled_before_the_client_sees_its_end() -> None:
+    world = make_world(lambda r: FakeResponse(200, {"Content-Type": "text/event-stream"}, STREAM))
+    reply = await world.call(CHAT_PATH, {**CHAT, "stream": True})
+    assert reply.stream is not None
+    recorded_when_seen: list[int] = []
+    async for chunk in reply.stream:
+        if b"[DONE]" in chunk:
+            recorded_when_seen.append(len(world.events.all))
+    assert recorded_when_seen == [1]  # the event (and the spend) existed before [DONE] went out
+    assert world.events.all[0].cost_micros == round(ANSWER_MICROS)

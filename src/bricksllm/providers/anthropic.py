@@ -39,7 +39,7 @@ from bricksllm.providers.base import (
 )
 from bricksllm.providers.meters import JsonMeter, PassMeter
 from bricksllm.providers.openai_format import PASS, SSE, token_cost
-from bricksllm.providers.sse import EventSplitter, json_data
+from bricksllm.providers.sse import EventSplitter, field, json_data
 
 DEFAULT_VERSION = "2023-06-01"
 # Rough offline estimate for the legacy route (Claude's tokenizer is not public): cl100k_base.
@@ -85,11 +85,11 @@ def read_usage(u: Any, base: Usage | None = None) -> Usage | None:
 
 
 class MessagesStreamMeter:
-    """Reads `message_start` and `message_delta`; every event goes on untouched."""
-
-    done = False
+    """Reads `message_start` and `message_delta`; every event goes on untouched. `done` once
+    `message_stop` has been fed."""
 
     def __init__(self) -> None:
+        self.done = False
         self._split = EventSplitter()
         self._usage: Usage | None = None
         self._model = ""
@@ -97,7 +97,9 @@ class MessagesStreamMeter:
 
     def feed(self, chunk: bytes) -> bytes:
         for event in self._split.split(chunk):
-            if b"message_start" in event or b"message_delta" in event:
+            if b"message_stop" in event and field(event, b"event") == b"message_stop":
+                self.done = True
+            elif b"message_start" in event or b"message_delta" in event:
                 payload = json_data(event)
                 if payload is None:
                     continue

@@ -26,6 +26,8 @@ from bricksllm.providers.sse import EventSplitter, json_data
 
 SSE = "text/event-stream"
 _HAS_USAGE = re.compile(rb'"usage"\s*:\s*\{')  # not `"usage":null`, which every chunk may carry
+_DONE = b"data: [DONE]"
+_RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]+)"')  # a non-empty model name (Azure's first chunk has "")
 MAX_IMAGES = 128
 
@@ -95,11 +97,11 @@ def token_cost(pricing: Pricing, view: RequestView, usage: Usage, answer_model: 
 class OpenAIStreamMeter:
     """Chat/completions/Responses SSE: finds the usage, withholds the usage-only chunk the
     gateway asked for when the client did not, and keeps the events for an offline estimate in
-    case no usage arrives (a client that left, an upstream that cut the stream)."""
-
-    done = False
+    case no usage arrives (a client that left, an upstream that cut the stream). `done` once the
+    stream's terminator (`data: [DONE]`, or the Responses API's final event) has been fed."""
 
     def __init__(self, *, withhold_usage: bool) -> None:
+        self.done = False
         self._withhold = withhold_usage
         self._split = EventSplitter()
         self._seen: list[bytes] = []
@@ -114,6 +116,8 @@ class OpenAIStreamMeter:
             self._model = found.group(1).decode("utf-8", "replace")
         if not self._split.pending and chunk.endswith(b"\n\n") and not _HAS_USAGE.search(chunk):
             self._seen.append(chunk)  # the common case: whole events, nothing to read or withhold
+            # a JSON string never holds a raw newline, so only the terminator starts a line so
+            self.done = self.done or chunk.startswith(_DONE) or b"\n" + _DONE in chunk
             return chunk
         out: list[bytes] = []
         for event in self._split.split(chunk):
@@ -126,8 +130,10 @@ class OpenAIStreamMeter:
                     if usage is not None:
                         self._usage = usage
                         self._model = _str(body.get("model")) or self._model
+                        self.done = self.done or payload.get("type") in _RESPONSES_END
                         if self._withhold and not payload.get("choices"):
                             continue
+            self.done = self.done or event.startswith(_DONE)
             self._seen.append(event)
             out.append(event)
         return b"".join(out)

@@ -14,6 +14,7 @@ before forwarding is the counters' admission (in-process, or one Redis round tri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import secrets
@@ -64,6 +65,7 @@ MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
 ANONYMOUS_EVENTS_PER_SECOND = 50.0
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
+DRAIN_SECONDS = 1.0  # after a stream's end event, how long to wait for the upstream to finish it
 SSE = "text/event-stream"
 
 
@@ -326,34 +328,48 @@ class ProxyService:
     async def _relay(
         self, call: Call, response: UpstreamResponse, meter: Meter, billable: bool
     ) -> AsyncGenerator[bytes, None]:
-        """The answer as it arrives. If the client goes away the server closes this generator
-        (GeneratorExit) or cancels it: the upstream call is closed and what was generated is
-        still billed (status 499). If the upstream breaks, an error event ends the stream."""
+        """The answer as it arrives. Once the meter says it is complete (`[DONE]`,
+        `message_stop`, a custom end word) the call is settled *before* that last event goes out:
+        a client that sends its next request as soon as it reads the end is judged on this one's
+        cost. If the client goes away the server closes this generator (GeneratorExit) or cancels
+        it: the upstream call is closed and what was generated is still billed (status 499). If
+        the upstream breaks, an error event ends the stream."""
         status = response.status
-        finished: tuple[bytes, Metered] | None = None
+        settled = False
+        chunks = response.chunks()
         try:
-            async for chunk in response.chunks():
+            sent = b""
+            async for chunk in chunks:
                 sent = meter.feed(chunk)
-                if sent:
-                    yield sent
                 if meter.done:
                     break
-            finished = meter.finish()
-            if finished[0]:
-                yield finished[0]
-            if finished[1].failure:
+                if sent:
+                    yield sent
+                sent = b""
+            rest, metered = meter.finish()
+            if metered.failure:
                 status = 502
-                yield call.target.provider.stream_error(finished[1].failure)
+                rest += call.target.provider.stream_error(metered.failure)
+            settled = True
+            await self._finish(call, status, metered, billable=billable)
+            if sent or rest:
+                yield sent + rest
+            if meter.done and not metered.failure:  # read to the end, so the connection is reused
+                with contextlib.suppress(TimeoutError, UpstreamError):
+                    async with asyncio.timeout(DRAIN_SECONDS):
+                        async for _ in chunks:
+                            pass
         except (GeneratorExit, asyncio.CancelledError):
             status = 499
             raise
         except UpstreamError as exc:
             status = exc.status
-            yield call.target.provider.stream_error("[BricksLLM] the provider stream was interrupted")
+            if not settled:
+                yield call.target.provider.stream_error("[BricksLLM] the provider stream was interrupted")
         finally:
             await response.aclose()
-            metered = (finished or meter.finish())[1]
-            await self._finish(call, status, metered, billable=billable)
+            if not settled:
+                await self._finish(call, status, meter.finish()[1], billable=billable)
 
     async def _finish(self, call: Call, status: int, metered: Metered, *, billable: bool) -> None:
         """Price what was used, settle the spend (before the client sees the end of the answer,
