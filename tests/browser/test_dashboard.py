@@ -251,6 +251,37 @@ def test_replacing_a_credential_reaches_the_upstream(served: Served, page_of: An
     assert "sk-upstream-rotated" not in page.content()
 
 
+def test_a_pii_policy_made_in_the_ui_screens_a_key(served: Served, page_of: Any) -> None:
+    setting = admin_call(served, "GET", "/api/provider-settings")[0]
+    key = {"name": "screened", "key": "bk-screened", "settingId": setting["id"]}
+    admin_call(served, "PUT", "/api/key-management/keys", key)
+    page, _ = page_of(served)
+    page.goto(served.ui + "#/policies")
+    page.get_by_role("button", name="New policy").click()
+    form = dialog(page)
+    form.get_by_label("Name").fill("no addresses")
+    rules = '{"regexConfig": {"rules": [{"definition": "(", "action": "block"}]}}'
+    form.get_by_label("Rules (JSON)").fill(rules)
+    form.get_by_role("button", name="Create").click()
+    expect(form.get_by_role("alert")).to_contain_text("regexConfig.rules[0].definition")  # the API's words
+    form.get_by_label("Rules (JSON)").fill('{"config": {"rules": {"email": "allow_but_redact"}}}')
+    form.get_by_role("button", name="Create").click()
+    expect(page.locator("tbody tr", has_text="no addresses")).to_contain_text("email: allow_but_redact")
+
+    page.goto(served.ui + "#/keys")
+    page.locator("tbody tr", has_text="screened").get_by_role("button", name="Edit screened").click()
+    dialog(page).get_by_label("PII policy").select_option(label="no addresses")
+    dialog(page).get_by_role("button", name="Save").click()
+    expect(dialog(page)).to_have_count(0)
+    client = served.openai("bk-screened")
+    client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "mail ann@example.com"}]
+    )
+    client.close()
+    sent = served.mock.last("/chat/completions").json()
+    assert sent["messages"][0]["content"] == "mail [EMAIL]"
+
+
 def test_custom_providers_page(served: Served, page_of: Any) -> None:
     page, _ = page_of(served)
     page.goto(served.ui + "#/custom-providers")
@@ -297,7 +328,7 @@ def test_every_control_is_labelled_and_reachable_by_keyboard(served: Served, pag
         .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
                         && !el.textContent.trim() && el.type !== "hidden")
         .map((el) => el.outerHTML)"""
-    for route in ("", "#/keys", "#/settings", "#/events", "#/custom-providers"):
+    for route in ("", "#/keys", "#/settings", "#/events", "#/custom-providers", "#/policies"):
         page.goto(served.ui + route)
         expect(page.locator("h1")).to_be_visible()
         page.wait_for_load_state("networkidle")

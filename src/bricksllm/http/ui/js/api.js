@@ -77,6 +77,7 @@ export const paths = {
   keys: "/api/key-management/keys",
   settings: "/api/provider-settings",
   custom: "/api/custom/providers",
+  policies: "/api/policies",
   events: "/api/events",
   report: "/api/reporting/events",
   keyUsage: "/api/reporting/keys",

@@ -11,6 +11,7 @@ import * as events from "./pages/events.js";
 import * as key from "./pages/key.js";
 import * as keys from "./pages/keys.js";
 import * as overview from "./pages/overview.js";
+import * as policies from "./pages/policies.js";
 import * as settings from "./pages/settings.js";
 
 const ROUTES = [
@@ -20,6 +21,7 @@ const ROUTES = [
   [/^\/settings$/, settings, "#/settings"],
   [/^\/events$/, events, "#/events"],
   [/^\/custom-providers$/, customProviders, "#/custom-providers"],
+  [/^\/policies$/, policies, "#/policies"],
 ];
 
 const main = document.getElementById("main");

@@ -15,8 +15,8 @@ function settingLabel(s) {
   return s.name ? `${s.name} (${s.provider})` : `${s.provider} ${s.id.slice(0, 8)}`;
 }
 
-/** The key form: create (row null) or edit. `settings` fill the provider setting choice. */
-export function keyForm(row, settings) {
+/** The key form: create (row null) or edit. `settings` and `policies` fill their choices. */
+export function keyForm(row, settings, policies = []) {
   const fields = [
     { name: "name", label: "Name", required: true },
     row
@@ -41,6 +41,13 @@ export function keyForm(row, settings) {
     { name: "costLimitInUsdUnit", label: "Spend period", type: "select", options: COST_UNITS },
     { name: "rateLimitOverTime", label: "Requests per period", type: "number", min: "0", step: "1", help: "0 = no limit" },
     { name: "rateLimitUnit", label: "Request period", type: "select", options: RATE_UNITS },
+    {
+      name: "policyId",
+      label: "PII policy",
+      type: "select",
+      options: [["", "– none –"], ...policies.map((p) => [p.id, p.name])],
+      help: "Screens every request of the key before it is forwarded",
+    },
     { name: "ttl", label: "Time to live", placeholder: "e.g. 30d, 12h", help: "Counted from creation; empty = never expires" },
     {
       name: "allowedPaths",
@@ -85,12 +92,18 @@ export function keyBody(values) {
     rateLimitUnit: values.rateLimitUnit,
     ttl: values.ttl.trim(),
     allowedPaths: parsePaths(values.allowedPaths),
+    policyId: values.policyId || "",
   };
 }
 
+/** What the key form chooses from, fetched when it opens (it may have changed since). */
+async function choices() {
+  return Promise.all([api.get(paths.settings), api.get(paths.policies)]);
+}
+
 export async function editKey(row) {
-  const settings = await api.get(paths.settings);
-  const { fields, values } = keyForm(row, settings);
+  const [settings, policies] = await choices();
+  const { fields, values } = keyForm(row, settings, policies);
   return openForm({
     title: `Edit key ${row.name}`,
     fields,
@@ -162,7 +175,7 @@ export const render = collectionPage({
     { label: "Limits", cell: (r) => limitsText(r) },
     { label: "Created", cell: (r) => dateTime(r.createdAt) },
   ],
-  form: async (row) => keyForm(row, await api.get(paths.settings)),  // fresh: settings may have changed
+  form: async (row) => keyForm(row, ...(await choices())),
   create: async (values) => {
     const created = await api.put(paths.keys, { ...keyBody(values), key: values.key });
     showSecretOnce(created.name, values.key);
