@@ -252,7 +252,8 @@ def test_replacing_a_credential_reaches_the_upstream(served: Served, page_of: An
 
 
 def test_a_pii_policy_made_in_the_ui_screens_a_key(served: Served, page_of: Any) -> None:
-    setting = admin_call(served, "GET", "/api/provider-settings")[0]
+    upstream = {"provider": "openai", "setting": {"apikey": "sk-up", "url": served.mock.url}, "name": "pii"}
+    setting = admin_call(served, "PUT", "/api/provider-settings", upstream)
     key = {"name": "screened", "key": "bk-screened", "settingId": setting["id"]}
     admin_call(served, "PUT", "/api/key-management/keys", key)
     page, _ = page_of(served)
