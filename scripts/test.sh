@@ -14,5 +14,6 @@ fi
 .venv/bin/python -m pytest -q "$@"
 if [ "$#" -eq 0 ]; then  # the proxy tests once more on the aiohttp server and client (fallback stack)
   BRICKSLLM_TEST_STACK=aiohttp .venv/bin/python -m pytest -q -p no:cacheprovider \
-    tests/integration/test_proxy_*.py tests/integration/test_provider_*.py tests/integration/test_hostile_input.py
+    tests/integration/test_proxy_*.py tests/integration/test_provider_*.py tests/integration/test_hostile_input.py \
+    tests/integration/test_failure_matrix.py
 fi
