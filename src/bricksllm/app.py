@@ -6,21 +6,24 @@ Tests build a `Gateway` from `Settings` exactly as `bricksllm serve` does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
 from bricksllm.domain.limits import plan
 from bricksllm.domain.pii import BUILTIN_ONLY, Capabilities
-from bricksllm.errors import BricksError
+from bricksllm.errors import BricksError, Unavailable
 from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
 from bricksllm.http.admin_policies import policy_operations
 from bricksllm.http.fast_server import FastServer, ServerLimits
 from bricksllm.http.proxy_app import create_proxy_app
+from bricksllm.outages import OutageLog
 from bricksllm.pii_engines import EngineUnavailable
 from bricksllm.ports import Counters, Metrics, PIIEngine, Upstream
 from bricksllm.providers.registry import ProviderRegistry
@@ -42,6 +45,28 @@ from bricksllm.upstream.fast import FastUpstream
 from bricksllm.upstream.proxies import Proxies
 
 log = logging.getLogger("bricksllm")
+T = TypeVar("T")
+
+
+async def until_available(start: Callable[[], Awaitable[T]], what: str, patience: float) -> T:
+    """`start()`, retried with capped exponential backoff while `what` is unavailable (a
+    database starting after the gateway, as in a fresh docker compose), for up to `patience`
+    seconds; the wait is logged once. Then the last error stands, with its clear message."""
+    outage = OutageLog(log, f"{what} is not available yet")
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            result = await start()
+        except Unavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise Unavailable(f"{exc.message} (still after {patience:g} s; STARTUP_TIMEOUT)") from exc
+            outage.failed(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        outage.recovered()
+        return result
 
 
 def _server_limits(s: Settings) -> ServerLimits:
@@ -76,13 +101,13 @@ class Gateway:
             raise
 
     async def _start(self, s: Settings, stack: contextlib.AsyncExitStack) -> None:
-        self.stores = await open_stores(s)
+        self.stores = await until_available(lambda: open_stores(s), "the database", s.startup_timeout)
         stack.push_async_callback(self.stores.close)
         self.counters: Counters
         if s.redis is not None:
             redis_counters = RedisCounters(s.redis)
             stack.push_async_callback(redis_counters.close)
-            await redis_counters.connect()
+            await until_available(redis_counters.connect, "Redis", s.startup_timeout)
             self.counters = redis_counters
         else:
             self.counters = MemoryCounters(now=self.clock)

@@ -84,6 +84,7 @@ class Settings:
     proxy_max_header_bytes: int = 64 * 1024
     proxy_max_body_bytes: int = 64 * 1024 * 1024
     shutdown_grace: float = 10.0  # on SIGTERM: time for requests in flight, then for unwritten events
+    startup_timeout: float = 30.0  # how long to wait at start for PostgreSQL and Redis to answer
     workers: int = 1  # 0: one per core
     reuse_port: bool = False  # set for the workers of `serve --workers N` (SO_REUSEPORT)
     stats_enabled: bool = False
@@ -239,6 +240,7 @@ class Settings:
             proxy_max_header_bytes=integer("PROXY_MAX_HEADER_BYTES", 64 * 1024, 1024),
             proxy_max_body_bytes=integer("PROXY_MAX_BODY_BYTES", 64 * 1024 * 1024, 1),
             shutdown_grace=duration("SHUTDOWN_GRACE", 10.0),
+            startup_timeout=duration("STARTUP_TIMEOUT", 30.0),
             workers=workers,
             stats_enabled=flag("STATS_ENABLED", bool(stats_provider)),
             stats_address=get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125",
