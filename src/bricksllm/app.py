@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -69,6 +70,18 @@ async def until_available(start: Callable[[], Awaitable[T]], what: str, patience
         return result
 
 
+def max_client_connections(s: Settings) -> int:
+    """PROXY_MAX_CONNECTIONS, or half of the file descriptors left after a reserve for the admin
+    port, the databases and the logs: the other half is for the upstream connections those
+    clients' calls open. A flood beyond it is refused, and never takes the admin port down."""
+    if s.proxy_max_connections:
+        return s.proxy_max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 100_000
+    return max(32, (soft - 64) // 2)
+
+
 def _server_limits(s: Settings) -> ServerLimits:
     return ServerLimits(
         max_header_bytes=s.proxy_max_header_bytes,
@@ -77,6 +90,7 @@ def _server_limits(s: Settings) -> ServerLimits:
         body_timeout=s.proxy_body_timeout,
         keepalive_timeout=s.proxy_keepalive_timeout,
         shutdown_grace=s.shutdown_grace,
+        max_connections=max_client_connections(s),
     )
 
 

@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -118,6 +119,16 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def raise_file_limit() -> tuple[int, int]:
+    """Every connection is a file descriptor, and distributions' default soft limit (often 1024)
+    is far below what a gateway serves: take the hard limit the operator allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
@@ -137,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     # the drivers' DEBUG records carry SQL parameters (provider credentials): keep them quiet
     for noisy in ("aiosqlite", "sqlalchemy", "asyncpg", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    raise_file_limit()
     workers = settings.workers or os.cpu_count() or 1
     if workers > 1:
         return _supervise(settings, workers, argv)

@@ -83,6 +83,7 @@ class Settings:
     proxy_keepalive_timeout: float = 75.0
     proxy_max_header_bytes: int = 64 * 1024
     proxy_max_body_bytes: int = 64 * 1024 * 1024
+    proxy_max_connections: int = 0  # client connections at once; 0: from the file limit (see app.py)
     shutdown_grace: float = 10.0  # on SIGTERM: time for requests in flight, then for unwritten events
     startup_timeout: float = 30.0  # how long to wait at start for PostgreSQL and Redis to answer
     workers: int = 1  # 0: one per core
@@ -239,6 +240,7 @@ class Settings:
             proxy_keepalive_timeout=duration("PROXY_KEEPALIVE_TIMEOUT", 75.0),
             proxy_max_header_bytes=integer("PROXY_MAX_HEADER_BYTES", 64 * 1024, 1024),
             proxy_max_body_bytes=integer("PROXY_MAX_BODY_BYTES", 64 * 1024 * 1024, 1),
+            proxy_max_connections=integer("PROXY_MAX_CONNECTIONS", 0, 0),
             shutdown_grace=duration("SHUTDOWN_GRACE", 10.0),
             startup_timeout=duration("STARTUP_TIMEOUT", 30.0),
             workers=workers,

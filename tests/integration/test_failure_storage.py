@@ -231,3 +231,55 @@ async def test_sigkill_loses_at_most_the_last_flush_interval(mock_openai: MockOp
     with sqlite3.connect(data / "bricksllm.sqlite3") as check:
         (recorded,) = check.execute("SELECT count(*) FROM events").fetchone()
     assert last_second <= recorded <= sent, (recorded, sent, last_second)
+
+
+async def test_a_flood_of_idle_connections_never_takes_the_admin_port_down(
+    mock_openai: MockOpenAI, tmp_path: Path
+) -> None:
+    """With 256 file descriptors, 300 idle connections on the proxy port: the excess is answered
+    503 and closed, idle ones are closed after PROXY_HEADER_TIMEOUT, and the admin port answers
+    (reads and writes) throughout."""
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    admin_port, proxy_port = _free_port(), _free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bricksllm.cli", "serve", "--host", "127.0.0.1",
+        "--admin-port", str(admin_port), "--proxy-port", str(proxy_port),
+        "--data-dir", str(tmp_path / "data"),
+        env={**os.environ, "PROXY_HEADER_TIMEOUT": "1s"}, preexec_fn=few_files,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    admin = f"http://127.0.0.1:{admin_port}"
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            await _healthy(http, admin)
+            for _ in range(300):
+                idle.append(await asyncio.open_connection("127.0.0.1", proxy_port))
+            refused = 0
+            for reader, _ in idle[100:]:  # beyond the cap of (256 - 64) / 2 = 96: a 503, then closed
+                with contextlib.suppress(ConnectionError):
+                    refused += (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 503")
+            assert refused == 200
+            async with http.get(admin + "/api/health") as resp:
+                assert resp.status == 200
+            await _post(
+                http, admin + "/api/provider-settings", {"provider": "openai", "setting": {"apikey": "k"}}
+            )
+            closed = 0
+            for reader, _ in idle[:96]:  # admitted but silent: closed by the header timeout
+                with contextlib.suppress(ConnectionError):
+                    closed += await asyncio.wait_for(reader.read(), 5) == b""
+            assert closed == 96
+            async with http.get(f"http://127.0.0.1:{proxy_port}/api/health") as resp:
+                assert resp.status == 200  # and the proxy serves again
+    finally:
+        for _, writer in idle:
+            writer.close()
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 20)
+        if process.returncode is None:
+            process.kill()

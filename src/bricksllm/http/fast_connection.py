@@ -180,6 +180,17 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if len(self.server.connections) >= self.server.max_connections:
+            # over the cap: answered and closed at once, so a flood of (idle) connections cannot
+            # take the file descriptors the admin port, the databases and the upstreams need
+            self.server.refused_connections += 1
+            body = error_body(503, "[BricksLLM] too many connections; try again shortly")
+            transport.write(
+                self.server.head(503, [("Content-Type", "application/json")], len(body), False) + body
+            )
+            transport.close()
+            self.closed = True
+            return
         transport.set_write_buffer_limits(high=self.server.write_high_water)
         self.server.connections.add(self)
         self._arm(self.server.header_timeout)

@@ -47,6 +47,7 @@ class ServerLimits:
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this
     shutdown_grace: float = 10.0
     write_high_water: int = 256 * 1024  # transport buffer above which a streamed reply waits
+    max_connections: int = 10_000  # client connections at once; more are answered 503 and closed
 
 
 class FastServer:
@@ -60,6 +61,8 @@ class FastServer:
         self.keepalive_timeout = limits.keepalive_timeout
         self.write_high_water = limits.write_high_water
         self.connections: set[HttpConnection] = set()
+        self.max_connections = limits.max_connections
+        self.refused_connections = 0
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Event | None = None
         self._date = (0, "")
