@@ -14,7 +14,7 @@ The legacy `/v1/complete` reports no usage at all: its tokens are estimated offl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,7 +38,7 @@ from bricksllm.providers.base import (
     join_url,
 )
 from bricksllm.providers.meters import JsonMeter, PassMeter
-from bricksllm.providers.openai_format import PASS, SSE, token_cost
+from bricksllm.providers.openai_format import PASS, SSE, usage_cost
 from bricksllm.providers.sse import EventSplitter, field, json_data
 
 DEFAULT_VERSION = "2023-06-01"
@@ -137,29 +137,6 @@ def _prompt_text(body: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class MessagesKind(KindDefaults):
-    estimates: ClassVar[bool] = True
-    body: Body = Body.JSON
-    billed: bool = True
-
-    def meter(self, view: RequestView, content_type: str) -> Meter:
-        if content_type == SSE:
-            return MessagesStreamMeter()
-        return JsonMeter(_read_message) if content_type == "application/json" else PassMeter()
-
-    def cost(self, pricing: Pricing, view: RequestView, metered: Metered) -> tuple[int, bool]:
-        if metered.usage is None:
-            return 0, metered.parsed
-        return token_cost(pricing, view, metered.usage, metered.model)
-
-    def estimate(self, view: RequestView, metered: Metered) -> Usage:
-        return Usage(
-            prompt_tokens=tokens.count_text(_ESTIMATE_MODEL, _prompt_text(view.json or {})),
-            completion_tokens=tokens.count_completion(_ESTIMATE_MODEL, metered.text),
-        )
-
-
 class CompletionStreamMeter:
     """Legacy `/v1/complete` stream: `completion` events carry text, never usage."""
 
@@ -186,36 +163,42 @@ def _read_completion(payload: dict[str, Any]) -> Metered:
     return Metered(None, _str(payload.get("model")), text=_str(payload.get("completion")))
 
 
-@dataclass(frozen=True, slots=True)
-class CompleteKind(KindDefaults):
-    """The legacy Text Completions API: no usage in its answers, so always estimated."""
+def _legacy_prompt(body: Mapping[str, Any]) -> str:
+    return _str(body.get("prompt"))
 
+
+@dataclass(frozen=True, slots=True)
+class AnthropicKind(KindDefaults):
+    """Messages and the legacy Text Completions API: the same billing (usage when the answer
+    reports it, Claude's text estimated offline otherwise), their own meters and prompt text."""
+
+    stream_meter: Callable[[], Meter]
+    read: Callable[[dict[str, Any]], Metered]
+    prompt_text: Callable[[Mapping[str, Any]], str]
     estimates: ClassVar[bool] = True
     body: Body = Body.JSON
     billed: bool = True
 
     def meter(self, view: RequestView, content_type: str) -> Meter:
         if content_type == SSE:
-            return CompletionStreamMeter()
-        return JsonMeter(_read_completion) if content_type == "application/json" else PassMeter()
+            return self.stream_meter()
+        return JsonMeter(self.read) if content_type == "application/json" else PassMeter()
 
     def cost(self, pricing: Pricing, view: RequestView, metered: Metered) -> tuple[int, bool]:
-        if metered.usage is None:
-            return 0, metered.parsed
-        return token_cost(pricing, view, metered.usage, metered.model)
+        return usage_cost(pricing, view, metered)
 
     def estimate(self, view: RequestView, metered: Metered) -> Usage:
-        prompt = _str((view.json or {}).get("prompt"))
         return Usage(
-            prompt_tokens=tokens.count_text(_ESTIMATE_MODEL, prompt),
+            prompt_tokens=tokens.count_text(_ESTIMATE_MODEL, self.prompt_text(view.json or {})),
             completion_tokens=tokens.count_completion(_ESTIMATE_MODEL, metered.text),
         )
 
 
-MESSAGES = MessagesKind()
+MESSAGES = AnthropicKind(MessagesStreamMeter, _read_message, _prompt_text)
+COMPLETE = AnthropicKind(CompletionStreamMeter, _read_completion, _legacy_prompt)  # no usage, ever
 ROUTES: list[tuple[str, str, Kind]] = [
     ("POST", "/v1/messages", MESSAGES),
-    ("POST", "/v1/complete", CompleteKind()),
+    ("POST", "/v1/complete", COMPLETE),
     ("POST", "/v1/messages/count_tokens", PASS),
     ("GET", "/v1/models", PASS),
     ("GET", "/v1/models/:model_id", PASS),

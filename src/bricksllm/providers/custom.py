@@ -41,7 +41,7 @@ from bricksllm.providers.base import (
     RequestView,
 )
 from bricksllm.providers.meters import JsonMeter, PassMeter
-from bricksllm.providers.openai_format import SSE, token_cost
+from bricksllm.providers.openai_format import SSE, usage_cost
 from bricksllm.providers.sse import EventSplitter, field, json_data
 
 PREFIX = "/api/custom/providers"
@@ -145,9 +145,7 @@ class CustomKind(KindDefaults):
         return JsonMeter(lambda payload: Metered(None, text=text_at(location, payload)))
 
     def cost(self, pricing: Pricing, view: RequestView, metered: Metered) -> tuple[int, bool]:
-        if metered.usage is None:
-            return 0, metered.parsed
-        return token_cost(pricing, view, metered.usage, "")
+        return usage_cost(pricing, view, metered)
 
     def estimate(self, view: RequestView, metered: Metered) -> Usage:
         prompt = text_at(self.config.request_prompt_location, view.json or {})

@@ -84,6 +84,14 @@ def with_stream_usage(view: RequestView) -> RequestView:
     return dataclasses.replace(view, body=new)
 
 
+def usage_cost(pricing: Pricing, view: RequestView, metered: Metered) -> tuple[int, bool]:
+    """The cost of what a token-billed answer used (0 when it reported nothing: the caller
+    estimates first when it can)."""
+    if metered.usage is None:
+        return 0, metered.parsed
+    return token_cost(pricing, view, metered.usage, metered.model)
+
+
 def token_cost(pricing: Pricing, view: RequestView, usage: Usage, answer_model: str) -> tuple[int, bool]:
     """A per-setting price for the requested name wins; otherwise the model the upstream says
     answered (a dated snapshot) is priced, falling back to the requested one."""
@@ -222,9 +230,7 @@ class TokenKind(KindDefaults):
         return JsonMeter(_read_tokens)
 
     def cost(self, pricing: Pricing, view: RequestView, metered: Metered) -> tuple[int, bool]:
-        if metered.usage is None:
-            return 0, metered.parsed
-        return token_cost(pricing, view, metered.usage, metered.model)
+        return usage_cost(pricing, view, metered)
 
     def estimate(self, view: RequestView, metered: Metered) -> Usage:
         return estimate_usage(view, metered.text)
