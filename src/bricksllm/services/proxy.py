@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from typing import Any, Protocol
 import orjson
 
 from bricksllm.domain.durations import parse_duration
-from bricksllm.domain.models import Event, Key, ProviderSetting, Usage, hash_secret
+from bricksllm.domain.models import Key, ProviderSetting, Usage, hash_secret
 from bricksllm.domain.text import PathRefused, canonical_path
 from bricksllm.errors import (
     BricksError,
@@ -57,12 +55,8 @@ from bricksllm.services.exchange import Inbound, Reply
 from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
+from bricksllm.services.proxy_record import EventSink, Recorder
 
-# What an event keeps of request-derived text (a client controls it; events are kept for good).
-MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
-# Refusals of callers without a valid key are recorded up to this many per second (burst: twice
-# that); a flood of them is counted in a metric instead of filling the database.
-ANONYMOUS_EVENTS_PER_SECOND = 50.0
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
 DRAIN_SECONDS = 1.0  # after a stream's end event, how long to wait for the upstream to finish it
@@ -74,12 +68,6 @@ class ConfigSource(Protocol):
 
     @property
     def current(self) -> ConfigIndex: ...
-
-
-class EventSink(Protocol):
-    def record(self, event: Event) -> None:
-        """Queue an event; never blocks, never does I/O (`EventWriter`)."""
-        ...
 
 
 class AnswerScreen(Protocol):
@@ -146,7 +134,6 @@ class ProxyService:
     ) -> None:
         self._config = config
         self._limits = limits
-        self._events = events
         self._registry = registry
         self._upstream = upstream
         self._metrics = metrics
@@ -155,10 +142,7 @@ class ProxyService:
         self._transforms = transforms
         self._answer_screen = answer_screen
         self._clock = clock
-        # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
-        self._event_prefix = secrets.token_hex(8)
-        self._event_seq = itertools.count(1)
-        self._anonymous = TokenBucket(ANONYMOUS_EVENTS_PER_SECOND, 2 * ANONYMOUS_EVENTS_PER_SECOND)
+        self._recorder = Recorder(events, metrics)
 
     async def handle(self, inbound: Inbound) -> Reply:
         started = time.perf_counter()
@@ -187,7 +171,7 @@ class ProxyService:
             if isinstance(exc, PolicyBlocked) and view is not None:
                 view = dataclasses.replace(view, action="blocked", findings=exc.findings)
             provider = provider or self._registry.owner(path)  # a built-in's error shape even before
-            self._record(  # its route is resolved (custom providers reveal nothing to strangers)
+            self._recorder.record(  # its route is resolved (custom providers reveal nothing to strangers)
                 inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status
             )
             return self._error_reply(provider, exc, admitted)
@@ -387,7 +371,7 @@ class ProxyService:
             if not metered.parsed:
                 self._metrics.incr("pricing.unreadable_answer")
             await self._limits.settle(call.key, call.admitted, micros)
-        self._record(
+        self._recorder.record(
             call.method, call.path, call.custom_id, call.created_at, call.started,
             call.key, call.target.provider, call.view, status, usage or Usage(), micros,
         )  # fmt: skip
@@ -406,61 +390,6 @@ class ProxyService:
         if admitted is not None:
             headers += admitted.rate_headers()
         return Reply(exc.status, headers, render(exc.status, exc.message, exc.code))
-
-    def _record(
-        self,
-        method: str,
-        path: str,
-        custom_id: str,
-        created_at: int,
-        started: float,
-        key: Key | None,
-        provider: Provider | None,
-        view: RequestView | None,
-        status: int,
-        usage: Usage | None = None,
-        micros: int = 0,
-    ) -> None:
-        if key is None and not self._anonymous.take(time.monotonic()):
-            self._metrics.incr("events.anonymous_not_recorded")
-            return
-        usage = usage or Usage()
-        self._events.record(
-            Event(
-                id=f"{self._event_prefix}-{next(self._event_seq):x}",
-                created_at=created_at,
-                key_id=key.key_id if key else "",
-                tags=key.tags if key else (),
-                provider=provider.name if provider else "",
-                model=view.model[:MAX_EVENT_TEXT] if view else "",
-                status=status,
-                path=path[:MAX_EVENT_PATH],
-                method=method,
-                cost_micros=micros,
-                prompt_token_count=usage.prompt_tokens,
-                completion_token_count=usage.completion_tokens,
-                latency_in_ms=int((time.perf_counter() - started) * 1000),
-                custom_id=custom_id[:MAX_EVENT_TEXT],
-                action=view.action if view else "",
-                pii_entities=view.findings if view else (),
-            )
-        )
-
-
-class TokenBucket:
-    """`rate` tokens a second, at most `burst` saved up."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self._rate, self._burst = rate, burst
-        self._tokens, self._at = burst, 0.0
-
-    def take(self, now: float) -> bool:
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
