@@ -13,7 +13,8 @@ import openai
 
 from bricksllm.app import Gateway
 from bricksllm.settings import Settings
-from tests.integration.mock_openai import MockOpenAI, start_mock
+from tests.integration.mock_base import start_mock
+from tests.integration.mock_openai import MockOpenAI
 
 T = TypeVar("T")
 

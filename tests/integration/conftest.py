@@ -17,10 +17,11 @@ import pytest
 from bricksllm.app import Gateway
 from bricksllm.ports import Metrics
 from bricksllm.settings import Settings
-from tests.integration.mock_anthropic import MockAnthropic, start_mock_anthropic
-from tests.integration.mock_azure import MockAzure, start_mock_azure
-from tests.integration.mock_custom import MockCustom, start_mock_custom
-from tests.integration.mock_openai import MockOpenAI, start_mock
+from tests.integration.mock_anthropic import MockAnthropic
+from tests.integration.mock_azure import MockAzure
+from tests.integration.mock_base import start_mock
+from tests.integration.mock_custom import MockCustom
+from tests.integration.mock_openai import MockOpenAI
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ async def mock_deepinfra() -> AsyncIterator[MockOpenAI]:
 @pytest.fixture
 async def mock_anthropic() -> AsyncIterator[MockAnthropic]:
     mock = MockAnthropic()
-    runner = await start_mock_anthropic(mock)
+    runner = await start_mock(mock)
     yield mock
     await runner.cleanup()
 
@@ -51,7 +52,7 @@ async def mock_anthropic() -> AsyncIterator[MockAnthropic]:
 @pytest.fixture
 async def mock_azure() -> AsyncIterator[MockAzure]:
     mock = MockAzure()
-    runner = await start_mock_azure(mock)
+    runner = await start_mock(mock)
     yield mock
     await runner.cleanup()
 
@@ -59,7 +60,7 @@ async def mock_azure() -> AsyncIterator[MockAzure]:
 @pytest.fixture
 async def mock_custom() -> AsyncIterator[MockCustom]:
     mock = MockCustom()
-    runner = await start_mock_custom(mock)
+    runner = await start_mock(mock)
     yield mock
     await runner.cleanup()
 

@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from tests.integration.mock_openai import Recorded
+from tests.integration.mock_base import MockServer
 
 UPSTREAM_KEY = "sk-ant-upstream-secret"
 # The usage every Messages answer reports (JSON and stream alike), unless overridden.
@@ -78,20 +78,8 @@ def sse(name: str, data: dict[str, Any]) -> bytes:
 
 
 @dataclass
-class MockAnthropic:
-    requests: list[Recorded] = field(default_factory=list)
+class MockAnthropic(MockServer):
     usage_override: dict[str, Any] | None = None  # the Messages usage every answer reports
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def last(self, path_suffix: str = "") -> Recorded:
-        for r in reversed(self.requests):
-            if r.path.endswith(path_suffix):
-                return r
-        raise AssertionError(f"no request to {path_suffix}")
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[self._check])
@@ -105,13 +93,7 @@ class MockAnthropic:
 
     @web.middleware
     async def _check(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method, request.path, request.query_string, dict(request.headers), body,
-                request.raw_path,
-            )
-        )  # fmt: skip
+        body = await self.record(request)
         if request.headers.get("x-api-key") != UPSTREAM_KEY:
             return error_response(401, "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
@@ -331,12 +313,3 @@ def _messages_problem(body: dict[str, Any]) -> str:
         if not tool.get("name") or not isinstance(tool.get("input_schema"), dict):
             return "tools: each tool needs a name and an input_schema"
     return ""
-
-
-async def start_mock_anthropic(mock: MockAnthropic) -> web.AppRunner:
-    runner = web.AppRunner(mock.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    mock.port = runner.addresses[0][1]
-    return runner

@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from tests.integration.mock_openai import Recorded
+from tests.integration.mock_base import MockServer
 
 UPSTREAM_KEY = "azure-upstream-secret"
 # deployment name -> the model Azure says served it
@@ -56,20 +56,7 @@ def azure_error(status: int, code: str, message: str) -> web.Response:
 
 
 @dataclass
-class MockAzure:
-    requests: list[Recorded] = field(default_factory=list)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def last(self, path_suffix: str = "") -> Recorded:
-        for r in reversed(self.requests):
-            if r.path.endswith(path_suffix):
-                return r
-        raise AssertionError(f"no request to {path_suffix}")
-
+class MockAzure(MockServer):
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._check])
         base = "/openai/deployments/{deployment}"
@@ -80,13 +67,7 @@ class MockAzure:
 
     @web.middleware
     async def _check(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method, request.path, request.query_string, dict(request.headers), body,
-                request.raw_path,
-            )
-        )  # fmt: skip
+        body = await self.record(request)
         if request.headers.get("api-key") != UPSTREAM_KEY:
             return azure_error(
                 401,
@@ -234,12 +215,3 @@ class MockAzure:
                 },
             }
         )
-
-
-async def start_mock_azure(mock: MockAzure) -> web.AppRunner:
-    runner = web.AppRunner(mock.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    mock.port = runner.addresses[0][1]
-    return runner

@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.integration.mock_openai import Recorded
+from tests.integration.mock_base import MockServer
 
 UPSTREAM_KEY = "custom-upstream-secret"
 END_WORD = "[END]"
@@ -61,15 +61,9 @@ def route_configs(mock_url: str) -> list[dict[str, Any]]:
 
 
 @dataclass
-class MockCustom:
-    requests: list[Recorded] = field(default_factory=list)
+class MockCustom(MockServer):
     expect_header: tuple[str, str] = ("Authorization", f"Bearer {UPSTREAM_KEY}")
     stream_aborted: asyncio.Event = field(default_factory=asyncio.Event)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._check])
@@ -79,13 +73,7 @@ class MockCustom:
 
     @web.middleware
     async def _check(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method, request.path, request.query_string, dict(request.headers), body,
-                request.raw_path,
-            )
-        )  # fmt: skip
+        await self.record(request)
         name, value = self.expect_header
         if request.headers.get(name) != value:
             return web.json_response({"message": "bad credential"}, status=401)
@@ -138,12 +126,3 @@ class MockCustom:
 
 def _event(text: str) -> bytes:
     return b"data: " + json.dumps({"delta": {"text": text}}).encode() + b"\n\n"
-
-
-async def start_mock_custom(mock: MockCustom) -> web.AppRunner:
-    runner = web.AppRunner(mock.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    mock.port = runner.addresses[0][1]
-    return runner

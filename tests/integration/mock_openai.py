@@ -27,6 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.integration.mock_base import MockServer
+from tests.integration.mock_base import Recorded as Recorded  # re-exported: older tests import them from here
+from tests.integration.mock_base import start_mock as start_mock
+
 PROMPT_TOKENS = 11
 COMPLETION_TOKENS = 7
 CACHED_TOKENS = 3
@@ -34,37 +38,12 @@ STREAM_WORDS = ["Hello", " from", " the", " mock", "!"]
 
 
 @dataclass
-class Recorded:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-    raw_path: str = ""  # path and query exactly as received
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class MockOpenAI:
-    requests: list[Recorded] = field(default_factory=list)
+class MockOpenAI(MockServer):
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     file_contents: dict[str, bytes] = field(default_factory=dict)
     stream_aborted: asyncio.Event = field(default_factory=asyncio.Event)
     usage_override: dict[str, Any] | None = None  # the usage every answer reports, when set
     base: str = "/v1"  # where the API is mounted (DeepInfra serves it under /v1/openai)
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def last(self, path_suffix: str = "") -> Recorded:
-        for r in reversed(self.requests):
-            if r.path.endswith(path_suffix):
-                return r
-        raise AssertionError(f"no request to {path_suffix}")
 
     # --- app -------------------------------------------------------------------------
 
@@ -93,17 +72,7 @@ class MockOpenAI:
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        body = await request.read()
-        self.requests.append(
-            Recorded(
-                request.method,
-                request.path,
-                request.query_string,
-                dict(request.headers),
-                body,
-                request.raw_path,
-            )
-        )
+        await self.record(request)
         mock = request.headers.get("x-mock", "")
         if mock.startswith("error-"):
             status = int(mock[6:])
@@ -461,12 +430,3 @@ def _form(request: web.Request, body: bytes) -> dict[str, tuple[bytes, str]]:
         name = part.get_param("name", header="content-disposition")
         parts[str(name)] = (part.get_payload(decode=True) or b"", part.get_filename() or "")
     return parts
-
-
-async def start_mock(mock: MockOpenAI) -> web.AppRunner:
-    runner = web.AppRunner(mock.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    mock.port = runner.addresses[0][1]
-    return runner

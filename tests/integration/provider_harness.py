@@ -20,10 +20,11 @@ import openai
 
 from tests.integration import mock_anthropic, mock_azure, mock_custom
 from tests.integration.conftest import Running
-from tests.integration.mock_anthropic import MockAnthropic, start_mock_anthropic
-from tests.integration.mock_azure import MockAzure, start_mock_azure
-from tests.integration.mock_custom import MockCustom, start_mock_custom
-from tests.integration.mock_openai import MockOpenAI, Recorded, start_mock
+from tests.integration.mock_anthropic import MockAnthropic
+from tests.integration.mock_azure import MockAzure
+from tests.integration.mock_base import Recorded, start_mock
+from tests.integration.mock_custom import MockCustom
+from tests.integration.mock_openai import MockOpenAI
 
 KEY = "my-secret-key"
 AZURE_API_VERSION = "2024-10-21"
@@ -191,13 +192,13 @@ async def serving(name: str) -> AsyncIterator[Upstream]:
         runner = await start_mock(mock)
     elif name == "anthropic":
         mock = MockAnthropic()
-        runner = await start_mock_anthropic(mock)
+        runner = await start_mock(mock)
     elif name == "azure":
         mock = MockAzure()
-        runner = await start_mock_azure(mock)
+        runner = await start_mock(mock)
     else:
         mock = MockCustom()
-        runner = await start_mock_custom(mock)
+        runner = await start_mock(mock)
     try:
         yield _upstream(name, mock)
     finally:

@@ -261,7 +261,7 @@ async def comprehend_gateway(
     metrics = InMemoryMetrics()
     gw = await start_gateway(
         pii_engine="comprehend", amazon_endpoint_url=f"http://127.0.0.1:{runner.addresses[0][1]}",
-        amazon_region="us-east-1", pii_engine_timeout=0.5, metrics=metrics,
+        amazon_region="us-east-1", pii_engine_timeout=5.0, metrics=metrics,
     )  # fmt: skip
     yield gw, fake, metrics
     fake.release.set()
