@@ -183,7 +183,7 @@ class Gateway:
             transforms=[pii],
             answer_screen=pii,
             clock=self.clock,
-            observers=[MetricsObserver(self.metrics, key_tags=s.stats_key_tags)] if telemetry else [],
+            observers=[MetricsObserver(telemetry, key_tags=s.stats_key_tags)] if telemetry else [],
         )
         admin_app = create_admin_app(
             admin,
@@ -192,11 +192,11 @@ class Gateway:
             allowed_origins=s.admin_allowed_origins,
             more=policy_operations(policies),
             metrics=self.metrics if telemetry else None,
-            exposition=telemetry.prometheus if telemetry and s.metrics_port is None else None,
+            exposition=telemetry if telemetry and telemetry.prometheus and s.metrics_port is None else None,
         )
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
         if telemetry is not None and telemetry.prometheus is not None and s.metrics_port is not None:
-            scrape = create_metrics_app(telemetry.prometheus)
+            scrape = create_metrics_app(telemetry)
             self.metrics_port = await self._serve(stack, scrape, s.host, s.metrics_port, access_log=False)
         if s.proxy_server == "fast":
             server = FastServer(self.proxy, _server_limits(s))

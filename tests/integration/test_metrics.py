@@ -47,10 +47,11 @@ class Listener(asyncio.DatagramProtocol):
         for packet in self.raw:
             for text in packet.decode().split("\n"):
                 head, _, rest = text.partition("|")
-                name, _, value = head.rpartition(":")
+                name, *values = head.split(":")  # DogStatsD 1.1: several values a line
                 type_, _, tags = rest.partition("|#")
                 pairs = (t.partition(":") for t in tags.split(",") if tags)
-                out.append(Line(name, float(value), type_, {k: v for k, _, v in pairs}))
+                for value in values:
+                    out.append(Line(name, float(value), type_, {k: v for k, _, v in pairs}))
         return out
 
     def find(self, name: str, **tags: str) -> list[Line]:

@@ -17,7 +17,7 @@ from bricksllm.services.proxy_record import Timing
 from bricksllm.settings import Settings, SettingsError
 from bricksllm.telemetry.catalogue import BY_NAME, CATALOGUE, markdown_table
 from bricksllm.telemetry.metrics import Telemetry
-from bricksllm.telemetry.observer import BoundedValues
+from bricksllm.telemetry.observer import PROXY_SERIES, BoundedValues
 from bricksllm.telemetry.prometheus import PrometheusSink
 from bricksllm.telemetry.statsd import StatsdSink, parse_address
 
@@ -40,12 +40,13 @@ def metric_calls() -> Iterator[tuple[Path, str, str]]:
 
 
 def test_every_metric_emitted_is_in_the_catalogue_with_its_type() -> None:
-    calls = list(metric_calls())
-    assert len(calls) > 20  # the scan finds the calls
-    for path, method, name in calls:
-        assert name in BY_NAME, f"{path.relative_to(SRC)}: {name} is not in telemetry/catalogue.py"
-        assert BY_NAME[name].type == CALLS[method], f"{name} is a {BY_NAME[name].type}, sent as {method}"
-    assert {name for _, _, name in calls} == set(BY_NAME)  # and nothing catalogued is never sent
+    calls = [(str(path.relative_to(SRC)), name, CALLS[method]) for path, method, name in metric_calls()]
+    assert len(calls) > 15  # the scan finds the calls
+    calls += [("telemetry/observer.py", "proxy." + name, kind) for name, kind in PROXY_SERIES.items()]
+    for where, name, kind in calls:
+        assert name in BY_NAME, f"{where}: {name} is not in telemetry/catalogue.py"
+        assert BY_NAME[name].type == kind, f"{name} is a {BY_NAME[name].type}, sent as a {kind}"
+    assert {name for _, name, _ in calls} == set(BY_NAME)  # and nothing catalogued is never sent
 
 
 def test_catalogue_names_and_tags_are_well_formed() -> None:
@@ -83,9 +84,9 @@ def test_dogstatsd_and_plain_statsd_lines(receiver: socket.socket) -> None:
     assert dd.line("bricksllm.a", "counter", 3, names, values) == (
         "bricksllm.a:3|c|#provider:openai,model:gpt-3.5_turbo_x,route:/api/providers/openai/v1/x"
     )
-    assert dd.line("bricksllm.a", "timing", 12.5, (), ()) == "bricksllm.a:12.5|ms"
-    assert dd.line("bricksllm.a", "timing", 12.0, (), ()) == "bricksllm.a:12|ms"
-    assert dd.line("bricksllm.a", "histogram", 0.0001, ("k",), ("",)) == "bricksllm.a:0|h|#k:none"
+    assert dd.line("bricksllm.a", "timing", 12.5, (), ()) == "bricksllm.a:12.50|ms"
+    assert dd.line("bricksllm.a", "timing", 12, (), ()) == "bricksllm.a:12|ms"
+    assert dd.line("bricksllm.a", "histogram", 0.0001, ("k",), ("",)) == "bricksllm.a:0.00|h|#k:none"
     assert dd.line("bricksllm.a", "gauge", 7, (), ()) == "bricksllm.a:7|g"
     assert plain.line("bricksllm.a", "counter", 1, names, values) == (
         "bricksllm.a.openai.gpt-3_5_turbo_x.api_providers_openai_v1_x:1|c"
@@ -95,25 +96,54 @@ def test_dogstatsd_and_plain_statsd_lines(receiver: socket.socket) -> None:
     plain.close()
 
 
-def test_off_the_loop_a_line_is_sent_at_once(receiver: socket.socket) -> None:
-    sink = StatsdSink(address(receiver), datadog=True)
-    sink.send("bricksllm.x", "counter", 1, (), ())
-    assert receiver.recv(2048) == b"bricksllm.x:1|c"
-    sink.close()
+def test_off_the_loop_a_value_is_sent_at_once(receiver: socket.socket) -> None:
+    hub = Telemetry(StatsdSink(address(receiver), datadog=True), None)
+    hub.incr("events.written", 3)
+    assert receiver.recv(2048) == b"bricksllm.events.written:3|c"
+    hub.close()
 
 
-async def test_one_loop_tick_is_one_packet_split_at_the_size_limit(receiver: socket.socket) -> None:
+def test_lines_are_packed_in_datagrams_up_to_the_size_limit(receiver: socket.socket) -> None:
     sink = StatsdSink(address(receiver), datadog=True, max_packet=100)
-    for i in range(10):
-        sink.send("bricksllm.metric", "counter", i, ("n",), (str(i),))  # 25 bytes + newline a line
-    assert sink.sent == 0  # nothing sent within the tick
-    await asyncio.sleep(0)
+    lines = [f"bricksllm.metric:{i}|c|#n:{i}" for i in range(10)]  # 25 bytes + a newline each
+    sink.send(lines)
     assert sink.sent == 4  # three lines a packet
     packets = [receiver.recv(2048) for _ in range(4)]
     assert all(len(p) <= 100 for p in packets)
-    lines = b"\n".join(packets).decode().split("\n")
-    assert lines == [f"bricksllm.metric:{i}|c|#n:{i}" for i in range(10)]
+    assert b"\n".join(packets).decode().split("\n") == lines
     sink.close()
+
+
+async def test_one_loop_tick_is_aggregated(receiver: socket.socket) -> None:
+    statsd = StatsdSink(address(receiver), datadog=True)
+    prom = PrometheusSink()
+    hub = Telemetry(statsd, prom)
+    for i in range(5):
+        hub.incr("proxy.denied", tags={"kind": "rate"})
+        hub.timing("admin.latency", 1.5 + i, {"route": "/r", "method": "GET", "status": "200"})
+        hub.gauge("events.queue_depth", i)
+    assert statsd.sent == 0  # nothing sent within the tick
+    await asyncio.sleep(0)
+    assert statsd.sent == 1
+    assert receiver.recv(2048).decode().split("\n") == [
+        "bricksllm.proxy.denied:5|c|#kind:rate",  # a counter's sum
+        # DogStatsD 1.1: the tick's timings in one line
+        "bricksllm.admin.latency:1.50:2.50:3.50:4.50:5.50|ms|#route:/r,method:GET,status:200",
+        "bricksllm.events.queue_depth:4|g",  # a gauge's last value
+    ]
+    text = hub.render().decode()
+    assert 'bricksllm_proxy_denied_total{kind="rate"} 5.0' in text
+    assert 'bricksllm_admin_latency_seconds_count{method="GET",route="/r",status="200"} 5.0' in text
+    plain = Telemetry(StatsdSink(address(receiver), datadog=False), None)
+    plain.timing("admin.latency", 1, {"route": "/r", "method": "GET", "status": "200"})
+    plain.timing("admin.latency", 2, {"route": "/r", "method": "GET", "status": "200"})
+    await asyncio.sleep(0)
+    assert receiver.recv(2048).decode().split("\n") == [
+        "bricksllm.admin.latency.r.GET.200:1|ms",  # plain statsd: one value a line
+        "bricksllm.admin.latency.r.GET.200:2|ms",
+    ]
+    hub.close()
+    plain.close()
 
 
 async def test_nobody_listening_is_counted_not_raised() -> None:
@@ -122,7 +152,7 @@ async def test_nobody_listening_is_counted_not_raised() -> None:
         port = probe.getsockname()[1]
     sink = StatsdSink(f"127.0.0.1:{port}", datadog=True)
     for _ in range(3):
-        sink.send("bricksllm.x", "counter", 1, (), ())
+        sink.send(["bricksllm.x:1|c"])
         await asyncio.sleep(0.01)
     assert sink.dropped >= 1 and sink.sent + sink.dropped == 3
     sink.close()
@@ -162,7 +192,7 @@ def test_prometheus_registry_renders_parseable_text(receiver: socket.socket) -> 
     hub.gauge("events.queue_depth", 4)
     hub.histogram("events.batch_size", 20)
     hub.incr("not.catalogued", tags={"a": "b"})  # statsd only
-    families = {f.name: f for f in text_string_to_metric_families(prom.render().decode())}
+    families = {f.name: f for f in text_string_to_metric_families(hub.render().decode())}
     [requests] = [s for s in families["bricksllm_proxy_requests"].samples if s.name.endswith("_total")]
     assert requests.labels == {**tags} and requests.value == 2
     latency = {s.name: s for s in families["bricksllm_proxy_latency_seconds"].samples}
@@ -174,7 +204,7 @@ def test_prometheus_registry_renders_parseable_text(receiver: socket.socket) -> 
     hub.close()
     sent = [receiver.recv(4096).decode() for _ in range(6)]  # off the loop: one packet a metric
     assert "bricksllm.not.catalogued:1|c|#a:b" in sent
-    assert "bricksllm.proxy.latency:250|ms|#provider:openai,model:m,route:/r,status:200" in sent
+    assert "bricksllm.proxy.latency:250.00|ms|#provider:openai,model:m,route:/r,status:200" in sent
 
 
 def test_model_tags_are_bounded() -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 
-from bricksllm.ports import Metrics
 from bricksllm.services.proxy_record import Outcome
+from bricksllm.telemetry.catalogue import MetricType
+from bricksllm.telemetry.metrics import Series, Telemetry
 
 MAX_MODELS = 500
 _MODEL = re.compile(r"[A-Za-z0-9_.:/@+\-]{1,100}")
@@ -38,36 +39,70 @@ class BoundedValues:
 
 
 class MetricsObserver:
-    def __init__(self, metrics: Metrics, *, key_tags: bool = False, max_models: int = MAX_MODELS) -> None:
+    """The series of one (provider, model, route, status, key) are looked up once and kept: a
+    request then costs a dictionary lookup and one `Series.add` per figure."""
+
+    def __init__(self, metrics: Telemetry, *, key_tags: bool = False, max_models: int = MAX_MODELS) -> None:
         self._metrics = metrics
         self._key_tags = key_tags
         self._models = BoundedValues(max_models)
+        self._contexts: dict[tuple[str, str, str, int, str], dict[str, Series]] = {}
 
     def observe(self, outcome: Outcome) -> None:
         e = outcome.event
-        m = self._metrics
-        provider, model, route = e.provider or "none", self._models.tag(e.model), outcome.route or "unmatched"
-        tags = {"provider": provider, "model": model, "route": route, "status": str(e.status)}
-        keyed = {**tags, "key_id": e.key_id or "none"} if self._key_tags else tags
-        m.incr("proxy.requests", tags=keyed)
-        m.timing("proxy.latency", e.latency_in_ms, tags)
-        m.timing("proxy.overhead", outcome.overhead_ms, tags)
+        key = (e.provider, e.model, outcome.route, e.status, e.key_id if self._key_tags else "")
+        series = self._contexts.get(key)
+        if series is None:
+            if len(self._contexts) >= MAX_CONTEXTS:
+                self._contexts.clear()
+            series = self._contexts[key] = {}
+        get = series.get
+        (get("requests") or self._make(series, key, "requests")).add(1)
+        (get("latency") or self._make(series, key, "latency")).add(e.latency_in_ms)
+        (get("overhead") or self._make(series, key, "overhead")).add(outcome.overhead_ms)
         if outcome.upstream_ms is not None:
-            m.timing("proxy.upstream_latency", outcome.upstream_ms, tags)
+            (get("upstream_latency") or self._make(series, key, "upstream_latency")).add(outcome.upstream_ms)
         if outcome.ttfb_ms is not None:
-            m.timing("proxy.ttfb", outcome.ttfb_ms, tags)
+            (get("ttfb") or self._make(series, key, "ttfb")).add(outcome.ttfb_ms)
         if outcome.reason:
-            rejected = {"provider": provider, "route": route, "reason": outcome.reason}
-            if self._key_tags:
-                rejected["key_id"] = e.key_id or "none"
-            m.incr("proxy.rejected", tags=rejected)
-        if e.prompt_token_count or e.completion_token_count or e.cost_micros:
-            usage = {"provider": provider, "model": model}
-            if self._key_tags:
-                usage["key_id"] = e.key_id or "none"
-            if e.prompt_token_count:
-                m.incr("proxy.tokens", e.prompt_token_count, {**usage, "type": "prompt"})
-            if e.completion_token_count:
-                m.incr("proxy.tokens", e.completion_token_count, {**usage, "type": "completion"})
-            if e.cost_micros:
-                m.incr("proxy.cost_micros", e.cost_micros, usage)
+            name = "rejected:" + outcome.reason
+            (get(name) or self._make(series, key, name)).add(1)
+        if e.prompt_token_count:
+            (get("tokens:prompt") or self._make(series, key, "tokens:prompt")).add(e.prompt_token_count)
+        if e.completion_token_count:
+            name = "tokens:completion"
+            (get(name) or self._make(series, key, name)).add(e.completion_token_count)
+        if e.cost_micros:
+            (get("cost_micros") or self._make(series, key, "cost_micros")).add(e.cost_micros)
+
+    def _make(self, series: dict[str, Series], key: tuple[str, str, str, int, str], name: str) -> Series:
+        provider, model, route, status, key_id = key
+        metric, _, variant = name.partition(":")
+        tags = {
+            "provider": provider or "none",
+            "model": self._models.tag(model),
+            "route": route or "unmatched",
+            "status": str(status),
+        }
+        if self._key_tags:
+            tags["key_id"] = key_id or "none"
+        if metric == "tokens":
+            tags["type"] = variant
+        elif metric == "rejected":
+            tags["reason"] = variant
+        made = series[name] = self._metrics.series("proxy." + metric, PROXY_SERIES[metric], tags)
+        return made
+
+
+# what the observer sends, as `proxy.<name>` (the catalogue test reads it)
+PROXY_SERIES: dict[str, MetricType] = {
+    "requests": "counter",
+    "latency": "timing",
+    "overhead": "timing",
+    "upstream_latency": "timing",
+    "ttfb": "timing",
+    "rejected": "counter",
+    "tokens": "counter",
+    "cost_micros": "counter",
+}
+MAX_CONTEXTS = 10_000

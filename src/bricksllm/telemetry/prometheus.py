@@ -4,7 +4,8 @@ histogram or gauge for every metric of the catalogue (labels = its tags), render
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,7 +29,6 @@ class PrometheusSink:
     def __init__(self, *, key_tags: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._families: dict[str, Any] = {}
-        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         for m in CATALOGUE:
             name = (PREFIX + m.name).replace(".", "_")
             labels = label_names(m, key_tags)
@@ -44,20 +44,18 @@ class PrometheusSink:
                 )
             self._families[m.name] = family
 
-    def record(self, metric: Metric, value: float, labels: tuple[str, ...]) -> None:
-        child = self._children.get((metric.name, labels))
-        if child is None:
-            family = self._families[metric.name]
-            child = family.labels(*labels) if labels else family
-            self._children[(metric.name, labels)] = child
+    def recorder(self, metric: Metric, labels: tuple[str, ...]) -> Callable[[float], None]:
+        """The call that records one value of `metric` with these label values."""
+        family = self._families[metric.name]
+        child = family.labels(*labels) if labels else family
         if metric.type == "counter":
-            child.inc(value)
-        elif metric.type == "timing":
-            child.observe(value / 1000)
-        elif metric.type == "histogram":
-            child.observe(value)
-        else:
-            child.set(value)
+            return cast(Callable[[float], None], child.inc)
+        if metric.type == "gauge":
+            return cast(Callable[[float], None], child.set)
+        if metric.type == "timing":  # milliseconds in, seconds out
+            observe = child.observe
+            return lambda ms: observe(ms / 1000)
+        return cast(Callable[[float], None], child.observe)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
