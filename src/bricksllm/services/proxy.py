@@ -179,10 +179,12 @@ class ProxyService:
                 admitted = exc.admitted
             if isinstance(exc, PolicyBlocked) and view is not None:
                 view = dataclasses.replace(view, action="blocked", findings=exc.findings)
-            provider = provider or self._registry.owner(path)  # a built-in's error shape even before
-            if match is None and provider is not None:  # and its route, for metrics
+            # a built-in's error shape, and its route for metrics, even before the route is resolved
+            # (custom providers reveal nothing to strangers)
+            provider = provider or self._registry.owner(path)
+            if match is None and provider is not None:
                 match = (self._registry.resolve(inbound.method, path, {}) or (provider, None))[1]
-            self._recorder.record(  # its route is resolved (custom providers reveal nothing to strangers)
+            self._recorder.record(
                 inbound.method, path, custom_id, created_at, timing, key, provider, view, exc.status,
                 reason=exc.reason, route=match.endpoint.pattern if match else "",
             )  # fmt: skip
