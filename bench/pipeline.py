@@ -30,7 +30,8 @@ from bricksllm.services.limits import Limits
 from bricksllm.services.proxy import ProxyService
 from bricksllm.services.proxy_record import Observer
 from bricksllm.storage.memory_counters import MemoryCounters
-from bricksllm.telemetry.metrics import NullMetrics, Telemetry
+from bricksllm.telemetry.hub import Telemetry
+from bricksllm.telemetry.metrics import NullMetrics
 from bricksllm.telemetry.observer import MetricsObserver
 from bricksllm.telemetry.prometheus import PrometheusSink
 from bricksllm.telemetry.statsd import StatsdSink

@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from bricksllm.telemetry.metrics import Telemetry
+from bricksllm.telemetry.hub import Telemetry
 from bricksllm.telemetry.statsd import StatsdSink
 
 N = 20_000  # simulated requests

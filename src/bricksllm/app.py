@@ -42,7 +42,6 @@ from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
-from bricksllm.telemetry.observer import MetricsObserver
 from bricksllm.telemetry.setup import telemetry_from_settings
 from bricksllm.upstream.aiohttp_client import AiohttpUpstream
 from bricksllm.upstream.fast import FastUpstream
@@ -119,7 +118,8 @@ class Gateway:
             raise
 
     async def _start(self, s: Settings, stack: contextlib.AsyncExitStack) -> None:
-        telemetry = telemetry_from_settings(s)
+        built = telemetry_from_settings(s)
+        telemetry, observers = (built[0], [built[1]]) if built else (None, [])
         if telemetry is not None:
             stack.callback(telemetry.close)  # last out: the final events' metrics are sent
             if isinstance(self.metrics, NullMetrics):
@@ -183,7 +183,7 @@ class Gateway:
             transforms=[pii],
             answer_screen=pii,
             clock=self.clock,
-            observers=[MetricsObserver(telemetry, key_tags=s.stats_key_tags)] if telemetry else [],
+            observers=observers,
         )
         admin_app = create_admin_app(
             admin,

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bricksllm.services.proxy_record import Timing
 from bricksllm.settings import Settings, SettingsError
 from bricksllm.telemetry.catalogue import BY_NAME, CATALOGUE, markdown_table
-from bricksllm.telemetry.metrics import Telemetry
+from bricksllm.telemetry.hub import Telemetry
 from bricksllm.telemetry.observer import PROXY_SERIES, BoundedValues
 from bricksllm.telemetry.prometheus import PrometheusSink
 from bricksllm.telemetry.statsd import StatsdSink, parse_address

@@ -14,7 +14,7 @@ import re
 
 from bricksllm.services.proxy_record import Outcome
 from bricksllm.telemetry.catalogue import MetricType
-from bricksllm.telemetry.metrics import Series, Telemetry
+from bricksllm.telemetry.hub import Series, Telemetry
 
 MAX_MODELS = 500
 _MODEL = re.compile(r"[A-Za-z0-9_.:/@+\-]{1,100}")
