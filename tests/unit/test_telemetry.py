@@ -197,6 +197,12 @@ def test_prometheus_registry_renders_parseable_text(receiver: socket.socket) -> 
     assert requests.labels == {**tags} and requests.value == 2
     latency = {s.name: s for s in families["bricksllm_proxy_latency_seconds"].samples}
     assert latency["bricksllm_proxy_latency_seconds_sum"].value == 0.25
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["bricksllm_proxy_latency_seconds"].samples
+        if "le" in s.labels
+    }
+    assert (buckets["0.1"], buckets["0.25"], buckets["+Inf"]) == (0, 1, 1)  # le: a value on a bound is in it
     assert "key_id" not in latency["bricksllm_proxy_latency_seconds_sum"].labels
     assert families["bricksllm_events_queue_depth"].samples[0].value == 4
     assert families["bricksllm_events_batch_size"].type == "histogram"
