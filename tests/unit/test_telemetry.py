@@ -114,10 +114,10 @@ def test_lines_are_packed_in_datagrams_up_to_the_size_limit(receiver: socket.soc
     sink.close()
 
 
-async def test_one_loop_tick_is_aggregated(receiver: socket.socket) -> None:
+async def test_a_batch_is_aggregated(receiver: socket.socket) -> None:
     statsd = StatsdSink(address(receiver), datadog=True)
     prom = PrometheusSink()
-    hub = Telemetry(statsd, prom)
+    hub = Telemetry(statsd, prom, flush_interval=0)  # every loop tick
     for i in range(5):
         hub.incr("proxy.denied", tags={"kind": "rate"})
         hub.timing("admin.latency", 1.5 + i, {"route": "/r", "method": "GET", "status": "200"})
@@ -134,7 +134,7 @@ async def test_one_loop_tick_is_aggregated(receiver: socket.socket) -> None:
     text = hub.render().decode()
     assert 'bricksllm_proxy_denied_total{kind="rate"} 5.0' in text
     assert 'bricksllm_admin_latency_seconds_count{method="GET",route="/r",status="200"} 5.0' in text
-    plain = Telemetry(StatsdSink(address(receiver), datadog=False), None)
+    plain = Telemetry(StatsdSink(address(receiver), datadog=False), None, flush_interval=0)
     plain.timing("admin.latency", 1, {"route": "/r", "method": "GET", "status": "200"})
     plain.timing("admin.latency", 2, {"route": "/r", "method": "GET", "status": "200"})
     await asyncio.sleep(0)

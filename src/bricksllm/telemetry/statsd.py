@@ -1,8 +1,8 @@
 """A statsd / DogStatsD sender: UDP, non-blocking, best effort.
 
-`telemetry.metrics.Telemetry` gathers the values of one event-loop tick and hands the lines to
-`send` once, from a `call_soon` callback: they leave in as few datagrams as fit (`max_packet`
-bytes each), and a request never waits on the socket. With nothing listening the kernel answers
+`telemetry.hub.Telemetry` gathers the values of a batch (0.1 s) and hands the lines to `send`
+once, from an event-loop callback: they leave in as few datagrams as fit (`max_packet` bytes
+each), and a request never waits on the socket. With nothing listening the kernel answers
 "connection refused" to a later send: the datagram is dropped and counted in `dropped`, never
 raised.
 
