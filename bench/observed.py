@@ -147,6 +147,7 @@ def summary(results: dict[str, Any]) -> str:
         return ""
     info = results["lanes"].get("observed", {})
     lines = [
+        "",
         "## Observability cost (observed vs embedded)",
         "",
         f"Observed lane env: {info.get('env')}; statsd packets received: "
