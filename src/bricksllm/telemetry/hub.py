@@ -21,11 +21,11 @@ FLUSH_INTERVAL = 0.1
 
 
 class Series:
-    """One metric with its tags fixed: its statsd line head and its Prometheus child are made
-    once. `add` only keeps the value; at the end of the event-loop tick `Telemetry.flush` hands
-    the tick's values on (client-side aggregation, as the DogStatsD clients do): a counter as
-    one sum, a gauge as its last value, timings one by one to Prometheus and, to DogStatsD, in
-    one multi-value line (`name:1.2:3.4|ms`, protocol 1.1)."""
+    """One metric with its tags fixed: its statsd line head and its Prometheus cell are made
+    once. `add` only keeps the value; `Telemetry.flush` hands a batch's values on (client-side
+    aggregation, as the DogStatsD clients do): a counter as one sum, a gauge as its last value,
+    timings one by one to Prometheus and, to DogStatsD, several to a line (`name:1.2:3.4|ms`,
+    protocol 1.1; plain statsd gets one line each)."""
 
     __slots__ = ("_head", "_kind", "_owner", "_record", "_tail", "_values")
 
