@@ -74,14 +74,11 @@ def parse_env(pairs: list[str] | None) -> dict[str, str]:
 
 
 def start(
-    children: Children,
-    binary: str,
-    upstreams: L.Upstreams,
-    data_dir: Path,
-    core: int | None,
-    extra: dict[str, str],
-    state: dict[str, Any],
+    children: Children, binary: str, upstreams: L.Upstreams, work: Path, core: int | None, args: Any
 ) -> L.Target:
+    """The gateway of the lane; `args.observed_env` is added to its env, `args.state` keeps what
+    `finish` needs."""
+    extra, state = args.observed_env, args.state
     udp = UdpCounter().start()
     metrics_port = free_port()
     env = {
@@ -92,7 +89,9 @@ def start(
         **extra,
     }
     state["observed"] = Observed(udp, metrics_port)
-    target = L.start_gateway(children, "observed", binary, upstreams, data_dir, core, extra_env=env)
+    target = L.start_gateway(
+        children, "observed", binary, upstreams, work / "data-observed", core, extra_env=env
+    )
     state["observed"].target = target
     return target
 

@@ -303,9 +303,7 @@ def start_lane(
         return L.start_litellm(children, upstreams, work, server_core)
     binary = L.gateway_bin(args.gateway_bin)
     if lane == "observed":  # the embedded gateway with statsd + /metrics (+ --observed-env) on
-        return O.start(
-            children, binary, upstreams, work / "data-observed", server_core, args.observed_env, args.state
-        )
+        return O.start(children, binary, upstreams, work, server_core, args)
     return L.start_gateway(
         children, lane, binary, upstreams, work / f"data-{lane}", server_core, extra_env=backend_env
     )
@@ -377,9 +375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--py-spy", dest="py_spy_path", help="the py-spy executable (default: on PATH)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
-    p.add_argument(
-        "--observed-env", action="append", metavar="NAME=VALUE", help="more env for the observed lane"
-    )
+    p.add_argument("--observed-env", action="append", metavar="NAME=VALUE", help="env of the observed lane")
     p.add_argument(
         "--noisy-retries",
         type=int,
