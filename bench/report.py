@@ -57,6 +57,10 @@ def target_checks(results: Result) -> list[tuple[str, str, bool | None]]:
     gw = _find(results, "embedded", "chat c=32")
     if lite and gw and lite["rps"]:
         out.append(("embedded vs LiteLLM req/s at c=32 (info)", f"{gw['rps'] / lite['rps']:.0f}x", None))
+    on = _find(results, "observed", "chat c=32")
+    if on and gw and gw["rps"]:  # issue 9: statsd + /metrics (+ JSON logs) cost at most 10 %
+        ratio = on["rps"] / gw["rps"]
+        out.append(("observed: req/s at c=32 >= 90% of embedded", f"{ratio:.1%}", ratio >= 0.90))
     c1 = _find(results, "embedded", "chat c=1")
     if c1 and c1.get("added_latency_ms"):
         a = c1["added_latency_ms"]

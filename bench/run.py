@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lanes as L
 import loadgen
+import observed as O
 import procstat
 import profiling as prof
 import report
@@ -44,7 +45,7 @@ from procs import Child, Children, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_SCENARIO_S = 20.0
-GATEWAY_LANES = ("embedded", "postgres")
+GATEWAY_LANES = ("embedded", "postgres", "observed")
 BACKEND_COMMS = ("postgres", "redis-server")  # watched (CPU per request), never signalled
 PROFILED = ("chat c=32", "stream c=32")  # scenarios sampled with py-spy under --profile
 NOISY_PERCENT = 10.0  # a run during which other processes took more than this (% of a core) is redone
@@ -71,6 +72,7 @@ def plan(short: bool) -> dict[str, list[Scenario]]:
             "embedded": base,
             "postgres": [Scenario("chat c=32", 32)],
             "litellm": base,
+            "observed": base,
         }
     core = [
         Scenario("chat c=1", 1),
@@ -97,6 +99,7 @@ def plan(short: bool) -> dict[str, list[Scenario]]:
         ],
         "postgres": [*core, *slow],
         "litellm": core,
+        "observed": [sc for sc in core if sc.name in O.SCENARIOS],
     }
 
 
@@ -299,6 +302,8 @@ def start_lane(
     if lane == "litellm":
         return L.start_litellm(children, upstreams, work, server_core)
     binary = L.gateway_bin(args.gateway_bin)
+    if lane == "observed":  # the embedded gateway with statsd + /metrics (+ --observed-env) on
+        return O.start(children, binary, upstreams, work, server_core, args)
     return L.start_gateway(
         children, lane, binary, upstreams, work / f"data-{lane}", server_core, extra_env=backend_env
     )
@@ -356,7 +361,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="where to write JSON + md")
     p.add_argument(
         "--lanes",
-        help="comma-separated subset of direct,passthrough,raw,embedded,postgres,litellm "
+        help="comma-separated subset of direct,passthrough,raw,embedded,postgres,litellm,observed "
         "(default: full = all but litellm; short = direct,embedded; --with-litellm adds litellm)",
     )
     p.add_argument("--duration", type=float, help="measured seconds per scenario (default 6, short 2)")
@@ -370,6 +375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--py-spy", dest="py_spy_path", help="the py-spy executable (default: on PATH)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    p.add_argument("--observed-env", action="append", metavar="NAME=VALUE", help="env of the observed lane")
     p.add_argument(
         "--noisy-retries",
         type=int,
@@ -396,7 +402,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         a.lanes = ["direct", "embedded"] if a.short else full
         if a.with_litellm:
             a.lanes.append("litellm")
-    unknown = set(a.lanes) - {"direct", "passthrough", "raw", "embedded", "postgres", "litellm"}
+    a.observed_env, a.state = O.parse_env(a.observed_env), {}
+    unknown = set(a.lanes) - {"direct", "passthrough", "raw", "embedded", "postgres", "litellm", "observed"}
     if unknown:
         p.error(f"unknown lanes: {', '.join(sorted(unknown))}")
     if "direct" not in a.lanes:
@@ -450,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
                     start_lane, lane, children, mock, upstreams, work, args, server_core, backend_env
                 )
                 run_lane(lane, scenarios[lane], start, results, args, load_core, children)
+                if lane == "observed":
+                    O.finish(args.state, results, args.observed_env)
             if lane in GATEWAY_LANES:
                 info = results["lanes"][lane]
                 rows = [s for s in results["scenarios"] if s["lane"] == lane]
@@ -469,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     if "litellm" in args.lanes:
         results["meta"]["litellm"] = L.litellm_version()
     report.add_deltas(results)
-    md = report.markdown(results)
+    results["observability_cost"] = O.ratios(results)
+    md = report.markdown(results) + O.summary(results)
     if args.compare:
         try:
             md += "\n" + report.compare(results, json.loads(args.compare.read_text()))

@@ -21,6 +21,7 @@ from bricksllm.domain.pii import BUILTIN_ONLY, Capabilities
 from bricksllm.errors import BricksError, Unavailable
 from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
+from bricksllm.http.admin_metrics import create_metrics_app
 from bricksllm.http.admin_policies import policy_operations
 from bricksllm.http.fast_server import FastServer, ServerLimits
 from bricksllm.http.proxy_app import create_proxy_app
@@ -41,6 +42,7 @@ from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
+from bricksllm.telemetry.setup import telemetry_from_settings
 from bricksllm.upstream.aiohttp_client import AiohttpUpstream
 from bricksllm.upstream.fast import FastUpstream
 from bricksllm.upstream.proxies import Proxies
@@ -103,6 +105,7 @@ class Gateway:
         self.clock = clock
         self.admin_port = 0
         self.proxy_port = 0
+        self.metrics_port = 0
         self.events_lost = 0
 
     async def start(self) -> None:
@@ -115,6 +118,12 @@ class Gateway:
             raise
 
     async def _start(self, s: Settings, stack: contextlib.AsyncExitStack) -> None:
+        built = telemetry_from_settings(s)
+        telemetry, observers = (built[0], [built[1]]) if built else (None, [])
+        if telemetry is not None:
+            stack.callback(telemetry.close)  # last out: the final events' metrics are sent
+            if isinstance(self.metrics, NullMetrics):
+                self.metrics = telemetry
         self.stores = await until_available(lambda: open_stores(s), "the database", s.startup_timeout)
         stack.push_async_callback(self.stores.close)
         self.counters: Counters
@@ -174,6 +183,7 @@ class Gateway:
             transforms=[pii],
             answer_screen=pii,
             clock=self.clock,
+            observers=observers,
         )
         admin_app = create_admin_app(
             admin,
@@ -181,8 +191,13 @@ class Gateway:
             allowed_hosts=s.admin_allowed_hosts,
             allowed_origins=s.admin_allowed_origins,
             more=policy_operations(policies),
+            metrics=self.metrics if telemetry else None,
+            exposition=telemetry if telemetry and telemetry.prometheus and s.metrics_port is None else None,
         )
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
+        if telemetry is not None and telemetry.prometheus is not None and s.metrics_port is not None:
+            scrape = create_metrics_app(telemetry)
+            self.metrics_port = await self._serve(stack, scrape, s.host, s.metrics_port, access_log=False)
         if s.proxy_server == "fast":
             server = FastServer(self.proxy, _server_limits(s))
             self.proxy_port = await server.start(s.host, s.proxy_port, reuse_port=s.reuse_port)

@@ -16,6 +16,10 @@
 
 Third-party exceptions are translated at the boundary (storage, upstream client) and raised
 `from exc`; the HTTP layers turn these into responses in exactly one place each.
+
+Every error also has a stable `reason` (a class default, or given where it is raised, e.g.
+`Unauthorized(..., reason="revoked")`): why the gateway answered a request itself, as metrics
+and request logs name it. Messages may change; reasons do not.
 """
 
 from __future__ import annotations
@@ -24,40 +28,49 @@ from __future__ import annotations
 class BricksError(Exception):
     status = 500
     code = "internal_error"
+    reason = "internal_error"
 
-    def __init__(self, message: str, *, fields: list[str] | None = None) -> None:
+    def __init__(self, message: str, *, fields: list[str] | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields or []
+        if reason:
+            self.reason = reason
 
 
 class Invalid(BricksError):
     status = 400
     code = "invalid_request"
+    reason = "invalid_request"
 
 
 class TooLarge(Invalid):
     status = 413
     code = "request_too_large"
+    reason = "request_too_large"
 
 
 class UnsupportedMediaType(Invalid):
     status = 415
     code = "unsupported_media_type"
+    reason = "unsupported_media_type"
 
 
 class Unauthorized(BricksError):
     status = 401
     code = "unauthorized"
+    reason = "unauthorized"
 
 
 class Forbidden(BricksError):
     status = 403
     code = "forbidden"
+    reason = "forbidden"
 
 
 class PolicyBlocked(Forbidden):
     code = "pii_blocked"
+    reason = "pii_blocked"
 
     def __init__(self, findings: tuple[str, ...]) -> None:
         super().__init__(f"[BricksLLM] request blocked by the key's PII policy: found {', '.join(findings)}")
@@ -67,18 +80,20 @@ class PolicyBlocked(Forbidden):
 class NotFound(BricksError):
     status = 404
     code = "not_found"
+    reason = "not_found"
 
 
 class Conflict(BricksError):
     status = 409
     code = "conflict"
+    reason = "conflict"
 
 
 class LimitExceeded(BricksError):
     status = 429
 
     def __init__(self, message: str, *, code: str, retry_after: int, limit: int = 0) -> None:
-        super().__init__(message)
+        super().__init__(message, reason="rate_limited" if code == "rate_limit_exceeded" else "cost_limited")
         self.code = code
         self.retry_after = retry_after
         self.limit = limit
@@ -87,6 +102,7 @@ class LimitExceeded(BricksError):
 class Unavailable(BricksError):
     status = 503
     code = "unavailable"
+    reason = "unavailable"
 
 
 class StorageRejected(BricksError):
@@ -95,13 +111,16 @@ class StorageRejected(BricksError):
 
     status = 500
     code = "storage_rejected"
+    reason = "storage_rejected"
 
 
 class UpstreamError(BricksError):
     status = 502
     code = "upstream_error"
+    reason = "upstream_error"
 
 
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+    reason = "upstream_timeout"

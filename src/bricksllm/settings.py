@@ -90,6 +90,10 @@ class Settings:
     reuse_port: bool = False  # set for the workers of `serve --workers N` (SO_REUSEPORT)
     stats_enabled: bool = False
     stats_address: str = "127.0.0.1:8125"
+    stats_provider: str = ""  # datadog: DogStatsD tags; statsd (or unset): tag values in the name
+    stats_key_tags: bool = False  # a key_id tag on per-request metrics (one series per key)
+    metrics_enabled: bool = False  # GET /metrics (Prometheus) on the admin port
+    metrics_port: int | None = None  # GET /metrics alone on this port, without auth (implies enabled)
     log_level: str = "INFO"
     pii_engine: str = ""  # an optional PII engine besides the built-in one: presidio | comprehend
     pii_presidio_model: str = "en_core_web_lg"  # an installed spaCy model (never downloaded)
@@ -209,6 +213,14 @@ class Settings:
         stats_provider = get("STATS_PROVIDER").lower()
         if stats_provider not in {"", "datadog", "statsd"}:
             raise SettingsError("STATS_PROVIDER can only be datadog (or statsd)")
+        from bricksllm.telemetry.statsd import parse_address
+
+        stats_address = get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125"
+        try:
+            parse_address(stats_address)
+        except ValueError as exc:
+            raise SettingsError(f"STATS_ADDRESS: {exc}") from None
+        metrics_port = integer("METRICS_PORT", 0, 1) if get("METRICS_PORT") else None
         return cls(
             host=get("BRICKSLLM_HOST", "0.0.0.0") or "0.0.0.0",
             admin_port=integer("BRICKSLLM_ADMIN_PORT", 8001, 0),
@@ -245,7 +257,11 @@ class Settings:
             startup_timeout=duration("STARTUP_TIMEOUT", 30.0),
             workers=workers,
             stats_enabled=flag("STATS_ENABLED", bool(stats_provider)),
-            stats_address=get("STATS_ADDRESS", "127.0.0.1:8125") or "127.0.0.1:8125",
+            stats_address=stats_address,
+            stats_provider=stats_provider,
+            stats_key_tags=flag("STATS_KEY_TAGS", False),
+            metrics_enabled=flag("METRICS_ENABLED", metrics_port is not None),
+            metrics_port=metrics_port,
             pii_engine=choice("PII_ENGINE", "", ("", "presidio", "comprehend")),
             pii_presidio_model=get("PII_PRESIDIO_MODEL", "en_core_web_lg") or "en_core_web_lg",
             pii_engine_timeout=duration("PII_ENGINE_TIMEOUT", 2.0),

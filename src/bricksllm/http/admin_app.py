@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from multidict import MultiMapping
 
 from bricksllm import __version__
@@ -23,6 +24,7 @@ from bricksllm.http.admin_auth import AdminAuthMiddleware
 from bricksllm.http.admin_guard import AdminGuard
 from bricksllm.http.admin_input import StorableInputMiddleware
 from bricksllm.http.admin_io import integer, json_response, multi, read_model
+from bricksllm.http.admin_metrics import METRICS_PATH, AdminMetricsMiddleware, Exposition, metrics_handler
 from bricksllm.http.admin_schemas import (
     Deleted,
     EventOut,
@@ -42,7 +44,7 @@ from bricksllm.http.admin_schemas_custom import CustomProviderCreate, CustomProv
 from bricksllm.http.openapi import Operation, Param, build_document, render_docs
 from bricksllm.http.problems import ProblemMiddleware
 from bricksllm.http.ui import add_ui_routes
-from bricksllm.ports import EventQuery, ReportQuery
+from bricksllm.ports import EventQuery, Metrics, ReportQuery
 from bricksllm.services.admin import AdminService
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -277,16 +279,23 @@ def create_admin_app(
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
     more: Sequence[Operation] = (),
+    metrics: Metrics | None = None,
+    exposition: Exposition | None = None,
 ) -> web.Application:
     """The admin aiohttp application; the caller runs it (and chooses host and port). `more`:
     the operations of other admin resources (policies, routes), declared in their own modules."""
     guard = AdminGuard(
         loopback_only=not admin_pass, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
     )
-    app = web.Application(
-        middlewares=[ProblemMiddleware(), guard, AdminAuthMiddleware(admin_pass), StorableInputMiddleware()],
-        client_max_size=MAX_BODY_BYTES,
-    )
+    middlewares: list[Middleware] = [
+        ProblemMiddleware(),
+        guard,
+        AdminAuthMiddleware(admin_pass),
+        StorableInputMiddleware(),
+    ]
+    if metrics is not None:  # outermost: it sees the status of the problem responses too
+        middlewares.insert(0, AdminMetricsMiddleware(metrics))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     operations = [*_operations(AdminHandlers(service)), *more]
     document = build_document(operations, title="bricksllm admin API", version=__version__)
     document_text = json.dumps(document)
@@ -302,5 +311,7 @@ def create_admin_app(
         app.router.add_route(op.method, op.path, op.handler)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    if exposition is not None:  # Prometheus scrape, behind ADMIN_PASS like everything else here
+        app.router.add_get(METRICS_PATH, metrics_handler(exposition))
     add_ui_routes(app)
     return app

@@ -86,6 +86,8 @@ class EventWriter:
             if not self._buffer:
                 return True
             batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
+            self._metrics.gauge("events.queue_depth", len(self._buffer))
+            self._metrics.histogram("events.batch_size", len(batch))
             try:
                 await self._store.insert_events(batch)
                 done = batch

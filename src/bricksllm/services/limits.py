@@ -62,7 +62,7 @@ class Limits:
                 return Admitted(p)
             raise Unavailable("[BricksLLM] limits cannot be checked right now; try again shortly") from None
         if admission.denied_by is not None:
-            self._metrics.incr(f"proxy.denied.{admission.denied_by.kind}")
+            self._metrics.incr("proxy.denied", tags={"kind": admission.denied_by.kind})
             raise limit_error(admission.denied_by, now, Admitted(p, admission.rate_remaining))
         return Admitted(p, admission.rate_remaining)
 

@@ -55,7 +55,7 @@ from bricksllm.services.exchange import Inbound, Reply
 from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
-from bricksllm.services.proxy_record import EventSink, Recorder
+from bricksllm.services.proxy_record import EventSink, Observer, Recorder, Timing
 
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
@@ -113,7 +113,7 @@ class Call:
     path: str
     custom_id: str
     created_at: int
-    started: float
+    timing: Timing
 
 
 class ProxyService:
@@ -131,6 +131,7 @@ class ProxyService:
         transforms: Sequence[RequestTransform] = (),
         answer_screen: AnswerScreen | None = None,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self._config = config
         self._limits = limits
@@ -142,15 +143,23 @@ class ProxyService:
         self._transforms = transforms
         self._answer_screen = answer_screen
         self._clock = clock
-        self._recorder = Recorder(events, metrics)
+        self._recorder = Recorder(events, metrics, tuple(observers))
 
     async def handle(self, inbound: Inbound) -> Reply:
-        started = time.perf_counter()
+        timing = Timing(time.perf_counter())
+        reply = await self._handle(inbound, timing)
+        if reply.stream is not None:
+            timing.replied = time.perf_counter()
+        reply.headers.append(timing.overhead_header())
+        return reply
+
+    async def _handle(self, inbound: Inbound, timing: Timing) -> Reply:
         created_at = int(self._clock())
         custom_id = inbound.headers.get("X-CUSTOM-EVENT-ID", "")
         path = inbound.path
         key: Key | None = None
         provider: Provider | None = None
+        match: Match | None = None
         target: Target | None = None
         view: RequestView | None = None
         admitted: Admitted | None = None
@@ -170,12 +179,17 @@ class ProxyService:
                 admitted = exc.admitted
             if isinstance(exc, PolicyBlocked) and view is not None:
                 view = dataclasses.replace(view, action="blocked", findings=exc.findings)
-            provider = provider or self._registry.owner(path)  # a built-in's error shape even before
-            self._recorder.record(  # its route is resolved (custom providers reveal nothing to strangers)
-                inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status
-            )
+            # a built-in's error shape, and its route for metrics, even before the route is resolved
+            # (custom providers reveal nothing to strangers)
+            provider = provider or self._registry.owner(path)
+            if match is None and provider is not None:
+                match = (self._registry.resolve(inbound.method, path, {}) or (provider, None))[1]
+            self._recorder.record(
+                inbound.method, path, custom_id, created_at, timing, key, provider, view, exc.status,
+                reason=exc.reason, route=match.endpoint.pattern if match else "",
+            )  # fmt: skip
             return self._error_reply(provider, exc, admitted)
-        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, started)
+        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, timing)
         return await self._forward(call, inbound, seconds=timeout)
 
     # --- before forwarding -------------------------------------------------------------------
@@ -198,10 +212,10 @@ class ProxyService:
         if key is None:
             raise Unauthorized("[BricksLLM] key is not found")
         if key.revoked:
-            raise Unauthorized("[BricksLLM] key has been revoked")
+            raise Unauthorized("[BricksLLM] key has been revoked", reason="revoked")
         expires = key.expires_at()
         if expires is not None and now >= expires:
-            raise Unauthorized("[BricksLLM] key has expired")
+            raise Unauthorized("[BricksLLM] key has expired", reason="expired")
         return key
 
     def _resolve(self, method: str, path: str) -> tuple[Provider, Match]:
@@ -215,12 +229,12 @@ class ProxyService:
         endpoint = match.endpoint
         names = (endpoint.pattern, path, *endpoint.aliases)
         if key.allowed_paths and not any(p.method == method and p.path in names for p in key.allowed_paths):
-            raise Forbidden("[BricksLLM] path is not allowed")
+            raise Forbidden("[BricksLLM] path is not allowed", reason="path_not_allowed")
         for setting_id in key.all_setting_ids:
             setting = index.settings.get(setting_id)
             if setting is not None and setting.provider == provider.name:
                 return Target(provider, match, setting)
-        raise Forbidden(f"[BricksLLM] key has no {provider.name} provider setting")
+        raise Forbidden(f"[BricksLLM] key has no {provider.name} provider setting", reason="no_setting")
 
     def _timeout(self, headers: Headers) -> float:
         raw = headers.get("x-request-timeout")
@@ -251,7 +265,7 @@ class ProxyService:
         if kind.billed and setting.allowed_models and not view.model:
             raise Invalid("[BricksLLM] model is required by this key's provider setting")
         if not setting.allows_model(view.model):
-            raise Forbidden("[BricksLLM] model is not allowed")
+            raise Forbidden("[BricksLLM] model is not allowed", reason="model_not_allowed")
         return view
 
     # --- forwarding and the answer -------------------------------------------------------------
@@ -267,16 +281,18 @@ class ProxyService:
             body,
             seconds,
         )
+        call.timing.sent = time.perf_counter()
         try:
             response = await self._upstream.send(request)
         except UpstreamError as exc:
-            await self._finish(call, exc.status, Metered(), billable=False)
+            await self._finish(call, exc.status, Metered(), billable=False, reason=exc.reason)
             return self._error_reply(target.provider, exc, call.admitted)
         return await self._answer(call, response)
 
     async def _answer(self, call: Call, response: UpstreamResponse) -> Reply:
         kind = call.target.kind
         status = response.status
+        call.timing.answered = time.perf_counter()
         content_type = response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
         billable = kind.billed and 200 <= status < 300
         meter: Meter = kind.meter(call.view, content_type) if billable else PassMeter()
@@ -286,9 +302,10 @@ class ProxyService:
             try:
                 body = await response.read(int(length))
             except UpstreamError as exc:
-                await self._finish(call, exc.status, Metered(), billable=False)
+                await self._finish(call, exc.status, Metered(), billable=False, reason=exc.reason)
                 return self._error_reply(call.target.provider, exc, call.admitted)
             finally:
+                call.timing.done = time.perf_counter()
                 await response.aclose()
             sent = meter.feed(body)
             rest, metered = meter.finish()
@@ -300,7 +317,7 @@ class ProxyService:
                     if isinstance(exc, PolicyBlocked):
                         call = dataclasses.replace(call, view=dataclasses.replace(
                             call.view, action="blocked", findings=exc.findings))  # fmt: skip
-                    await self._finish(call, exc.status, metered, billable=True)
+                    await self._finish(call, exc.status, metered, billable=True, reason=exc.reason)
                     return self._error_reply(call.target.provider, exc, call.admitted)
                 call = dataclasses.replace(call, view=view)
             await self._finish(call, status, metered, billable=billable)
@@ -318,24 +335,26 @@ class ProxyService:
         cost. If the client goes away the server closes this generator (GeneratorExit) or cancels
         it: the upstream call is closed and what was generated is still billed (status 499). If
         the upstream breaks, an error event ends the stream."""
-        status = response.status
+        status, reason = response.status, ""
         settled = False
         chunks = response.chunks()
         try:
             sent = b""
             async for chunk in chunks:
+                call.timing.first_byte = call.timing.first_byte or time.perf_counter()
                 sent = meter.feed(chunk)
                 if meter.done:
                     break
                 if sent:
                     yield sent
                 sent = b""
+            call.timing.done = time.perf_counter()
             rest, metered = meter.finish()
             if metered.failure:
-                status = 502
+                status, reason = 502, "upstream_error"
                 rest += call.target.provider.stream_error(metered.failure)
             settled = True
-            await self._finish(call, status, metered, billable=billable)
+            await self._finish(call, status, metered, billable=billable, reason=reason)
             if sent or rest:
                 yield sent + rest
             if meter.done and not metered.failure:  # read to the end, so the connection is reused
@@ -344,18 +363,21 @@ class ProxyService:
                         async for _ in chunks:
                             pass
         except (GeneratorExit, asyncio.CancelledError):
-            status = 499
+            status, reason = 499, "client_closed"
             raise
         except UpstreamError as exc:
-            status = exc.status
+            status, reason = exc.status, exc.reason
             if not settled:
                 yield call.target.provider.stream_error("[BricksLLM] the provider stream was interrupted")
         finally:
             await response.aclose()
             if not settled:
-                await self._finish(call, status, meter.finish()[1], billable=billable)
+                call.timing.done = call.timing.done or time.perf_counter()
+                await self._finish(call, status, meter.finish()[1], billable=billable, reason=reason)
 
-    async def _finish(self, call: Call, status: int, metered: Metered, *, billable: bool) -> None:
+    async def _finish(
+        self, call: Call, status: int, metered: Metered, *, billable: bool, reason: str = ""
+    ) -> None:
         """Price what was used, settle the spend (before the client sees the end of the answer,
         so its next request is judged on it) and queue the event."""
         micros = 0
@@ -372,8 +394,9 @@ class ProxyService:
                 self._metrics.incr("pricing.unreadable_answer")
             await self._limits.settle(call.key, call.admitted, micros)
         self._recorder.record(
-            call.method, call.path, call.custom_id, call.created_at, call.started,
+            call.method, call.path, call.custom_id, call.created_at, call.timing,
             call.key, call.target.provider, call.view, status, usage or Usage(), micros,
+            reason=reason, route=call.target.match.endpoint.pattern,
         )  # fmt: skip
 
     # --- replies and events ----------------------------------------------------------------------

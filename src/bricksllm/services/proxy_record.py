@@ -27,13 +27,49 @@ class EventSink(Protocol):
         ...
 
 
+OVERHEAD_HEADER = "x-bricksllm-overhead-ms"
+
+
+@dataclass(slots=True)
+class Timing:
+    """When the stages of one request happened (`time.perf_counter()` seconds, 0.0: not yet),
+    filled in by the proxy as they happen."""
+
+    started: float
+    sent: float = 0.0  # the request is about to be sent to the provider
+    answered: float = 0.0  # the provider's status and headers arrived
+    done: float = 0.0  # the provider's answer was read to the end (or broke off)
+    replied: float = 0.0  # a streamed reply's headers were handed to the server
+    first_byte: float = 0.0  # a streamed reply's first body chunk was handed to the server
+
+    def upstream(self, now: float) -> float:
+        """Seconds spent waiting on the provider so far (0 when it was never called)."""
+        if not self.sent:
+            return 0.0
+        return (self.done or self.answered or now) - self.sent
+
+    def overhead_ms(self, now: float) -> float:
+        """The gateway's own time: total minus upstream; a stream's up to its reply's headers."""
+        if self.replied and self.sent:
+            return (self.replied - self.started - (self.answered - self.sent)) * 1000
+        return max(0.0, (now - self.started - self.upstream(now)) * 1000)
+
+    def overhead_header(self) -> tuple[str, str]:
+        return OVERHEAD_HEADER, f"{self.overhead_ms(time.perf_counter()):.3f}"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One finished client request as observers see it: its event (stored or not: a flood of
-    anonymous refusals is not) and what the event does not keep."""
+    anonymous refusals is not) and what the event does not keep. Times in milliseconds."""
 
     event: Event
     stored: bool  # False when the event was not recorded (anonymous refusals over their rate)
+    reason: str = ""  # why the gateway answered itself (`BricksError.reason`); "" when it forwarded
+    route: str = ""  # the endpoint pattern, never the raw path; "" when no route matched
+    upstream_ms: float | None = None  # None: the provider was not called
+    ttfb_ms: float | None = None  # streamed replies: arrival to the first body byte relayed
+    overhead_ms: float = 0.0  # the gateway's own time (the x-bricksllm-overhead-ms header)
 
 
 class Observer(Protocol):
@@ -58,14 +94,18 @@ class Recorder:
         path: str,
         custom_id: str,
         created_at: int,
-        started: float,
+        timing: Timing,
         key: Key | None,
         provider: Provider | None,
         view: RequestView | None,
         status: int,
         usage: Usage | None = None,
         micros: int = 0,
+        *,
+        reason: str = "",
+        route: str = "",
     ) -> None:
+        now = time.perf_counter()
         stored = key is not None or self._anonymous.take(time.monotonic())
         if not stored and not self._observers:
             self._metrics.incr("events.anonymous_not_recorded")
@@ -84,7 +124,7 @@ class Recorder:
             cost_micros=micros,
             prompt_token_count=usage.prompt_tokens,
             completion_token_count=usage.completion_tokens,
-            latency_in_ms=int((time.perf_counter() - started) * 1000),
+            latency_in_ms=int((now - timing.started) * 1000),
             custom_id=custom_id[:MAX_EVENT_TEXT],
             action=view.action if view else "",
             pii_entities=view.findings if view else (),
@@ -94,7 +134,9 @@ class Recorder:
         else:
             self._metrics.incr("events.anonymous_not_recorded")
         if self._observers:
-            outcome = Outcome(event, stored)
+            upstream = timing.upstream(now) * 1000 if timing.sent else None
+            ttfb = (timing.first_byte - timing.started) * 1000 if timing.first_byte else None
+            outcome = Outcome(event, stored, reason, route, upstream, ttfb, timing.overhead_ms(now))
             for observer in self._observers:
                 observer.observe(outcome)
 

@@ -1,4 +1,5 @@
-"""Metrics adapters implementing `bricksllm.ports.Metrics`."""
+"""Metrics adapters implementing `bricksllm.ports.Metrics`: the do-nothing default and a counting
+one for tests. The real one, `telemetry.hub.Telemetry`, is imported only when metrics are on."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ class NullMetrics:
     def timing(self, name: str, ms: float, tags: Mapping[str, str] | None = None) -> None:
         return None
 
+    def gauge(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        return None
+
+    def histogram(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        return None
+
 
 class InMemoryMetrics:
     """Counts in a dict; used by tests to assert that something was counted."""
@@ -26,4 +33,10 @@ class InMemoryMetrics:
         self.counts[name] += value
 
     def timing(self, name: str, ms: float, tags: Mapping[str, str] | None = None) -> None:
+        self.counts[name + ".count"] += 1
+
+    def gauge(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
+        self.counts[name + ".count"] += 1
+
+    def histogram(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None:
         self.counts[name + ".count"] += 1
