@@ -1,0 +1,148 @@
+"""POSTGRESQL_HOSTS with several hosts: the gateway uses the first that accepts writes, as libpq's
+`target_session_attrs=read-write` does, and follows a failover (its pool and its LISTEN connection).
+
+A refusing host is a closed loopback port in front of the shared server. The standby and the
+failover use a primary + hot standby pair the test starts itself (`pg_cluster.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from bricksllm.settings import PostgresSettings, Settings
+from tests.conftest import PG_USER
+from tests.integration.conftest import GatewayFactory, Running
+from tests.integration.mock_openai import MockOpenAI
+from tests.integration.pg_cluster import ClusterPair, server_bin_dir
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _until(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {seconds:g} s: {what}")
+
+
+async def _served(gw: Running, key: str) -> bool:
+    """Whether the proxy answers a chat call with this key (it knows the key)."""
+    async with gw.http.post(
+        f"{gw.openai_base}/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
+async def _event_count(gw: Running, key_id: str) -> int:
+    status, events = await gw.admin("GET", f"/api/events?keyIds={key_id}&limit=1000")
+    assert status == 200, events
+    return len(events)
+
+
+async def test_a_host_that_refuses_connections_is_skipped_by_the_pool_and_the_listener(
+    start_gateway: GatewayFactory, pg_settings: PostgresSettings, mock_openai: MockOpenAI
+) -> None:
+    pg = replace(pg_settings, hosts=(f"127.0.0.1:{_closed_port()}", f"127.0.0.1:{pg_settings.port}"), port=1)
+    # no polling to speak of: the second instance hears of new keys through LISTEN/NOTIFY only
+    a = await start_gateway(Settings(postgres=pg, config_refresh_interval=600))
+    b = await start_gateway(Settings(postgres=pg, config_refresh_interval=600))
+    key = await a.create_key(await a.create_setting(mock_openai.url), secret="key-one")
+    await _until(lambda: _served(b, "key-one"), 10, "the second instance hears of the new key")
+    assert await _served(a, "key-one")
+    await a.flush_events()
+    await b.flush_events()
+    assert await _event_count(a, key["keyId"]) == 2
+
+
+@pytest.fixture
+async def cluster_pair() -> AsyncIterator[ClusterPair]:
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) on this machine")
+    pair = ClusterPair(bin_dir, _closed_port(), _closed_port())
+    try:
+        await asyncio.to_thread(pair.start)
+        yield pair
+    finally:
+        await asyncio.to_thread(pair.close)
+
+
+async def _in_recovery(port: int) -> bool:
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user=PG_USER, database="postgres")
+    try:
+        return bool(await conn.fetchval("SELECT pg_is_in_recovery()"))
+    finally:
+        await conn.close()
+
+
+async def test_writes_go_to_the_primary_past_a_standby_and_follow_a_failover(
+    start_gateway: GatewayFactory, cluster_pair: ClusterPair, mock_openai: MockOpenAI
+) -> None:
+    pair = cluster_pair
+    assert await _in_recovery(pair.standby_port)  # a real hot standby: it refuses every write
+    pg = PostgresSettings(
+        hosts=tuple(f"127.0.0.1:{port}" for port in (_closed_port(), pair.standby_port, pair.primary_port)),
+        db_name="postgres",
+        username=PG_USER,
+        read_timeout=2.0,
+        write_timeout=2.0,
+    )
+    settings = Settings(postgres=pg, config_refresh_interval=600)
+    a = await start_gateway(settings)  # migrating would fail on the standby
+    b = await start_gateway(settings)
+    setting_id = await a.create_setting(mock_openai.url)
+    key = await a.create_key(setting_id, secret="before")
+    await _until(lambda: _served(b, "before"), 10, "the second instance hears of the new key")
+    for _ in range(3):
+        assert await _served(a, "before")
+    await a.flush_events()
+    await b.flush_events()
+    assert await _event_count(a, key["keyId"]) == 4
+
+    await asyncio.to_thread(pair.stop_primary)
+    await asyncio.to_thread(pair.promote_standby)
+    assert not await _in_recovery(pair.standby_port)
+
+    # calls keep being served from memory; their events wait and are written to the new primary
+    for _ in range(3):
+        assert await _served(a, "before")
+
+    async def written() -> bool:
+        return await a.gateway.events.flush() and a.gateway.events.pending == 0
+
+    await _until(written, 20, "the events of the failover are written to the new primary")
+    await _until(lambda: _key_created(a, setting_id, "after"), 20, "the admin API writes to the new primary")
+    # the second instance's LISTEN connection followed the failover too
+    await _until(lambda: _served(b, "after"), 20, "the second instance hears of a key made after it")
+    await a.flush_events()
+    await b.flush_events()
+    assert await _event_count(a, key["keyId"]) == 4 + 3  # nothing lost, nothing written twice
+    conn = await asyncpg.connect(host="127.0.0.1", port=pair.standby_port, user=PG_USER, database="postgres")
+    try:  # the new primary (the standby before) holds them
+        assert await conn.fetchval("SELECT count(*) FROM events WHERE key_id = $1", key["keyId"]) == 7
+    finally:
+        await conn.close()
+
+
+async def _key_created(gw: Running, setting_id: str, name: str) -> bool:
+    """Create the key `name` (secret = name) unless it exists; whether it does now."""
+    status, keys = await gw.admin("GET", "/api/key-management/keys")
+    if status == 200 and any(k["name"] == name for k in keys):
+        return True
+    body = {"name": name, "key": name, "settingId": setting_id}
+    status, _ = await gw.admin("PUT", "/api/key-management/keys", body)
+    return status == 200
