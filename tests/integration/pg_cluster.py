@@ -64,9 +64,11 @@ class ClusterPair:
         log = str(data.parent / f"{data.name}.log")
         self._run("pg_ctl", "-D", str(data), "-o", options, "-l", log, "-w", "start")
 
-    def start(self) -> None:
+    def start(self, *, standby: bool = True) -> None:
         self._run("initdb", "-D", str(self.primary_dir), "-A", "trust", "-U", PG_USER, "--no-sync", "-N")
         self._start(self.primary_dir, self.primary_port)
+        if not standby:
+            return
         self._run(
             "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary_port), "-U", PG_USER,
             "-D", str(self.standby_dir), "-R", "-X", "stream",

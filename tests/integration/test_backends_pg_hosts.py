@@ -146,3 +146,53 @@ async def _key_created(gw: Running, setting_id: str, name: str) -> bool:
     body = {"name": name, "key": name, "settingId": setting_id}
     status, _ = await gw.admin("PUT", "/api/key-management/keys", body)
     return status == 200
+
+
+async def _primary_sql(pair: ClusterPair, sql: str) -> None:
+    conn = await asyncpg.connect(host="127.0.0.1", port=pair.primary_port, user=PG_USER, database="postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def test_a_server_turned_read_only_under_open_connections_loses_no_event(
+    start_gateway: GatewayFactory, mock_openai: MockOpenAI
+) -> None:
+    """The primary becomes read-only while the pool holds connections to it (what a demoted
+    server looks like): the refused writes are an outage (events kept, not dropped as bad
+    data), new connections skip it (`default_transaction_read_only`), and once it accepts
+    writes again every event is written."""
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    pair = ClusterPair(bin_dir, _closed_port(), _closed_port())
+    try:
+        await asyncio.to_thread(pair.start, standby=False)
+        pg = PostgresSettings(hosts=(f"127.0.0.1:{pair.primary_port}",), db_name="postgres", username=PG_USER)
+        gw = await start_gateway(Settings(postgres=pg))
+        key = await gw.create_key(await gw.create_setting(mock_openai.url))
+        assert await _served(gw, "my-secret-key")
+        await gw.flush_events()
+
+        await _primary_sql(pair, "ALTER SYSTEM SET default_transaction_read_only = on")
+        await _primary_sql(pair, "SELECT pg_reload_conf()")
+        for _ in range(3):
+            assert await _served(gw, "my-secret-key")
+        assert not await gw.gateway.events.flush()  # refused as read-only: kept for later
+        assert gw.gateway.events.pending == 3
+        status, _ = await gw.admin(
+            "PUT", "/api/provider-settings", {"provider": "openai", "setting": {"apikey": "k"}}
+        )
+        assert status == 503  # no host accepts writes: unavailable, not a 4xx about the data
+
+        await _primary_sql(pair, "ALTER SYSTEM RESET default_transaction_read_only")
+        await _primary_sql(pair, "SELECT pg_reload_conf()")
+
+        async def written() -> bool:
+            return await gw.gateway.events.flush() and gw.gateway.events.pending == 0
+
+        await _until(written, 20, "the kept events are written once the server accepts writes")
+        assert await _event_count(gw, key["keyId"]) == 4
+    finally:
+        await asyncio.to_thread(pair.close)
