@@ -15,6 +15,8 @@ import asyncpg
 import pytest
 
 from bricksllm.settings import PostgresSettings, Settings
+from bricksllm.storage.sql_engine import postgres_listen_args
+from bricksllm.storage.sql_listen import ConfigListener
 from tests.conftest import PG_USER
 from tests.integration.conftest import GatewayFactory, Running
 from tests.integration.mock_openai import MockOpenAI
@@ -90,7 +92,7 @@ async def _in_recovery(port: int) -> bool:
 
 
 async def test_writes_go_to_the_primary_past_a_standby_and_follow_a_failover(
-    start_gateway: GatewayFactory, cluster_pair: ClusterPair, mock_openai: MockOpenAI
+    cluster_pair: ClusterPair, start_gateway: GatewayFactory, mock_openai: MockOpenAI
 ) -> None:
     pair = cluster_pair
     assert await _in_recovery(pair.standby_port)  # a real hot standby: it refuses every write
@@ -196,3 +198,102 @@ async def test_a_server_turned_read_only_under_open_connections_loses_no_event(
         assert await _event_count(gw, key["keyId"]) == 4
     finally:
         await asyncio.to_thread(pair.close)
+
+
+async def test_a_primary_fenced_read_only_is_left_for_the_promoted_standby(
+    cluster_pair: ClusterPair, start_gateway: GatewayFactory, mock_openai: MockOpenAI
+) -> None:
+    """A switchover where the old primary stays up: it is made read-only (fenced) and the standby
+    promoted. The pool's open connections to the old primary get "read-only transaction": the
+    pool is emptied and the next connections skip it for the new primary, where the events
+    written meanwhile land; none is dropped as bad data."""
+    pair = cluster_pair
+    pg = PostgresSettings(
+        hosts=tuple(f"127.0.0.1:{port}" for port in (pair.primary_port, pair.standby_port)),
+        db_name="postgres",
+        username=PG_USER,
+    )
+    gw = await start_gateway(Settings(postgres=pg))
+    key = await gw.create_key(await gw.create_setting(mock_openai.url))
+    assert await _served(gw, "my-secret-key")
+    await gw.flush_events()
+
+    async def replicated() -> bool:  # the standby has replayed the key and its first event
+        return await _events_on(pair.standby_port, key["keyId"]) == 1
+
+    await _until(replicated, 10, "the standby replays the first event")
+    await _primary_sql(pair, "ALTER SYSTEM SET default_transaction_read_only = on")
+    await _primary_sql(pair, "SELECT pg_reload_conf()")
+    await asyncio.to_thread(pair.promote_standby)
+
+    for _ in range(3):
+        assert await _served(gw, "my-secret-key")
+
+    async def written() -> bool:
+        return await gw.gateway.events.flush() and gw.gateway.events.pending == 0
+
+    await _until(written, 20, "the events are written to the promoted standby")
+    assert await _events_on(pair.standby_port, key["keyId"]) == 4
+    assert await _events_on(pair.primary_port, key["keyId"]) == 1  # nothing reached the fenced one
+
+
+async def _events_on(port: int, key_id: str) -> int:
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user=PG_USER, database="postgres")
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events WHERE key_id = $1", key_id))
+    finally:
+        await conn.close()
+
+
+async def test_the_listen_connection_leaves_a_fenced_primary_for_the_promoted_standby(
+    cluster_pair: ClusterPair,
+) -> None:
+    pair = cluster_pair
+    pg = PostgresSettings(
+        hosts=tuple(f"127.0.0.1:{port}" for port in (pair.primary_port, pair.standby_port)),
+        db_name="postgres",
+        username=PG_USER,
+    )
+    calls: list[float] = []
+    listener = ConfigListener(
+        "bricksllm_test",
+        postgres_listen_args(pg),
+        lambda: calls.append(0),
+        retry_interval=0.1,
+        health_interval=0.2,
+    )
+    await listener.start()
+    try:
+        await _primary_sql(pair, "ALTER SYSTEM SET default_transaction_read_only = on")
+        await _primary_sql(pair, "SELECT pg_reload_conf()")
+        await asyncio.to_thread(pair.promote_standby)
+
+        async def listening_on_new_primary() -> bool:
+            return await _listeners_on(pair.standby_port) == 1
+
+        await _until(listening_on_new_primary, 10, "the LISTEN connection moves to the new primary")
+        before = len(calls)
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pair.standby_port, user=PG_USER, database="postgres"
+        )
+        try:
+            await conn.execute("NOTIFY bricksllm_test")
+        finally:
+            await conn.close()
+
+        async def heard() -> bool:
+            return len(calls) > before
+
+        await _until(heard, 5, "a change committed on the new primary is heard")
+        assert await _listeners_on(pair.primary_port) == 0
+    finally:
+        await listener.close()
+
+
+async def _listeners_on(port: int) -> int:
+    conn = await asyncpg.connect(host="127.0.0.1", port=port, user=PG_USER, database="postgres")
+    try:
+        sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bricksllm-listen'"
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
