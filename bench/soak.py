@@ -2,7 +2,7 @@
 
     python bench/soak.py [--backend embedded|pg] [--requests 100000] [--minutes 20]
                          [--sample-every 10] [--json-concurrency 24] [--stream-concurrency 8]
-                         [--stream-share 0.25] [--out bench/results]
+                         [--stream-share 0.25] [--idle-after 35] [--out bench/results]
 
 Starts the mock upstream and `bricksllm serve` (the embedded SQLite default, or PostgreSQL +
 Redis in a private schema and key prefix with `--backend pg`), configured like the benchmark's
@@ -11,9 +11,10 @@ spend-checked and recorded). Then drives it with two load generators at once, no
 completions and `"stream": true` ones, in segments of `--sample-every` seconds until
 `--requests` responses or `--minutes`, whichever comes first. The gateway's resident memory,
 open file descriptors and threads are sampled before the load, in the middle of every segment
-(under load) and after it. (Its asyncio task count is not exposed by the gateway, so it is not
-reported.) At the end the events stored, read from the admin API (`GET /api/events` with
-`returnCount=true`, header `X-Total-Count`), must equal the responses the clients received.
+(under load), after it, and `--idle-after` seconds later (idle keep-alive connections expired).
+(Its asyncio task count is not exposed by the gateway, so it is not reported.) At the end the
+events stored, read from the admin API (`GET /api/events` with `returnCount=true`, header
+`X-Total-Count`), must equal the responses the clients received.
 
 Prints a table, writes `<out>/soak-<backend>-<stamp>.json`. Exit status 0 when every call was
 answered, with no error, and every one has its event; 1 otherwise. Every child process is
@@ -193,6 +194,9 @@ def drive(args: argparse.Namespace, target: L.Target) -> dict[str, Any]:
     responses = sum(t["requests"] for t in totals.values())
     events = wait_events(target.admin_url or "", baseline_events + responses) - baseline_events
     samples.append(sample(pid, time.monotonic() - started, responses, "end"))
+    if args.idle_after > 0:  # idle pooled connections expire: what stays open is a leak
+        time.sleep(args.idle_after)
+        samples.append(sample(pid, time.monotonic() - started, responses, "idle"))
     errors = {f"{k}:{n}": c for k, t in totals.items() for n, c in t["errors"].items()}
     return {
         "meta": {
@@ -244,6 +248,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json-concurrency", type=int, default=24)
     p.add_argument("--stream-concurrency", type=int, default=8)
     p.add_argument("--stream-share", type=float, default=0.25, help="share of the requests that stream")
+    p.add_argument(
+        "--idle-after",
+        type=float,
+        default=35.0,
+        help="one more sample this long after the load (0: none); past UPSTREAM_KEEPALIVE_EXPIRY (30 s)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--gateway-bin", default=None, help="the bricksllm executable (default: the venv's)")
     args = p.parse_args(argv)

@@ -30,7 +30,16 @@ def test_a_tiny_soak_records_every_call_and_leaves_nothing_behind(tmp_path: Path
         if os.environ.get("CI"):
             pytest.fail("httptools is not installed (the bench extra); CI must install it")
         pytest.skip("httptools is not installed (pip install -e '.[bench]')")
-    cmd = [sys.executable, str(REPO / "bench" / "soak.py"), "--requests", "400", "--sample-every", "1"]
+    cmd = [
+        sys.executable,
+        str(REPO / "bench" / "soak.py"),
+        "--requests",
+        "400",
+        "--sample-every",
+        "1",
+        "--idle-after",
+        "1",
+    ]
     proc = subprocess.run([*cmd, "--out", str(tmp_path)], capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     (written,) = tmp_path.glob("soak-embedded-*.json")
@@ -39,7 +48,7 @@ def test_a_tiny_soak_records_every_call_and_leaves_nothing_behind(tmp_path: Path
     assert result["by_kind"]["json"]["ok"] > 0 and result["by_kind"]["stream"]["ok"] > 0
     assert result["events_stored"] == result["responses"] and result["events_match"]
     phases = [s["phase"] for s in result["samples"]]
-    assert phases[0] == "start" and phases[-1] == "end" and "load" in phases
+    assert phases[0] == "start" and phases[-2:] == ["end", "idle"] and "load" in phases
     assert all(s["rss_mb"] and s["fds"] for s in result["samples"])
     assert not _alive(result["gateway_pid"]), "the gateway outlived the soak"
     assert "| end |" in proc.stdout
