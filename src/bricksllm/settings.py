@@ -52,6 +52,7 @@ class PostgresSettings:
     schema: str = "public"
     read_timeout: float = 2.0
     write_timeout: float = 1.0
+    connect_timeout: float = 5.0  # per host: one that does not answer is left for the next
 
     def addresses(self) -> list[tuple[str, int]]:
         """Every host as (host, port), in order: the gateway connects to the first that accepts
@@ -204,6 +205,7 @@ class Settings:
                 schema=get("POSTGRESQL_SCHEMA", "public") or "public",
                 read_timeout=duration("POSTGRESQL_READ_TIME_OUT", 2.0),
                 write_timeout=duration("POSTGRESQL_WRITE_TIME_OUT", 1.0),
+                connect_timeout=duration("POSTGRESQL_CONNECT_TIME_OUT", 5.0),
             )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", postgres.schema):
                 raise SettingsError("POSTGRESQL_SCHEMA must be a plain SQL identifier")

@@ -70,6 +70,36 @@ async def test_a_host_that_refuses_connections_is_skipped_by_the_pool_and_the_li
     assert await _event_count(a, key["keyId"]) == 2
 
 
+async def test_a_host_that_does_not_answer_is_left_after_its_connect_timeout(
+    start_gateway: GatewayFactory, pg_settings: PostgresSettings, mock_openai: MockOpenAI
+) -> None:
+    """A first host that accepts the TCP connection and never answers (a hung server; a dead
+    machine's dropped packets look the same to a client): each connection gives it
+    POSTGRESQL_CONNECT_TIME_OUT, then takes the next host. (asyncpg's own multi-host timeout is
+    for all hosts together: it would never reach the second one.)"""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    silent_port = server.sockets[0].getsockname()[1]
+    try:
+        hosts = (f"127.0.0.1:{silent_port}", f"127.0.0.1:{pg_settings.port}")
+        pg = replace(pg_settings, hosts=hosts, connect_timeout=0.5)
+        gw = await start_gateway(Settings(postgres=pg))
+        key = await gw.create_key(await gw.create_setting(mock_openai.url))
+        assert await _served(gw, "my-secret-key")
+        await gw.flush_events()
+        assert await _event_count(gw, key["keyId"]) == 1
+        assert held  # the silent host was really tried first
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def cluster_pair() -> AsyncIterator[ClusterPair]:
     bin_dir = server_bin_dir()

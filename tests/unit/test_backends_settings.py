@@ -1,5 +1,5 @@
 """Several PostgreSQL hosts and Redis Sentinel: how the settings read them, and what the
-drivers are given (asyncpg's host list with `target_session_attrs`, the outage rules)."""
+drivers are given (the host list, the per-host connect timeout, the outage rules)."""
 
 from __future__ import annotations
 
@@ -40,14 +40,23 @@ def test_postgres_hosts_with_ports_and_their_errors() -> None:
         Settings.from_env({"POSTGRESQL_HOSTS": "db1:nope"})
 
 
-def test_every_host_reaches_asyncpg_with_read_write_and_the_listener_gets_the_same() -> None:
-    pg = PostgresSettings(hosts=("a:1", "b"), port=2, db_name="d", username="u", schema="s")
-    args = postgres_connect_args(pg, command_timeout=3.0)
-    expected = (["a", "b"], [1, 2], "read-write")
-    assert (args["host"], args["port"], args["target_session_attrs"]) == expected
+def test_every_host_is_tried_with_its_connect_timeout_and_the_listener_gets_the_same() -> None:
+    pg = PostgresSettings(
+        hosts=("a:1", "b"), port=2, db_name="d", username="u", schema="s", connect_timeout=3
+    )
+    args = postgres_connect_args(pg, command_timeout=4.0)
+    assert (args["addresses"], args["connect_timeout"], args["command_timeout"]) == (
+        [("a", 1), ("b", 2)],
+        3,
+        4,
+    )
     listen = postgres_listen_args(pg)
-    assert (listen["host"], listen["port"], listen["target_session_attrs"]) == expected
+    assert (listen["addresses"], listen["connect_timeout"]) == ([("a", 1), ("b", 2)], 3)
     assert listen["database"] == "d" and "command_timeout" not in listen
+    assert listen["server_settings"]["application_name"] == "bricksllm-listen"
+    env = {"POSTGRESQL_HOSTS": "a", "POSTGRESQL_CONNECT_TIME_OUT": "750ms"}
+    assert Settings.from_env(env).postgres == PostgresSettings(hosts=("a",), connect_timeout=0.75)
+    assert PostgresSettings(hosts=("a",)).connect_timeout == 5.0
 
 
 def _wrapped(error: Exception) -> exc.DBAPIError:

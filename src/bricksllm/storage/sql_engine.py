@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bricksllm.errors import Conflict, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings
 from bricksllm.storage.migrations import HEAD
+from bricksllm.storage.pg_connect import connect_writable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -37,8 +38,6 @@ _OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 # while the connection stayed open): the primary is elsewhere now, so it is an outage of this
 # connection, not a refusal of the data.
 _READ_ONLY_SQLSTATE = "25006"
-# libpq's `target_session_attrs=read-write`: of POSTGRESQL_HOSTS, use the first that accepts writes.
-TARGET_SESSION_ATTRS = "read-write"
 _SQLITE_REFUSALS = frozenset(
     {"IntegrityError", "DataError", "ProgrammingError", "InterfaceError", "NotSupportedError"}
 )
@@ -114,17 +113,17 @@ def notify_channel(schema: str) -> str:
 
 
 def postgres_connect_args(pg: PostgresSettings, *, command_timeout: float | None) -> dict[str, Any]:
-    """asyncpg connect() keyword arguments, shared by the engine and the LISTEN connection.
-
-    Every POSTGRESQL_HOSTS entry is given to asyncpg, which tries them in order and keeps the
-    first that accepts writes (`target_session_attrs`, as libpq does): a host that refuses
-    connections, a standby or a server with `default_transaction_read_only` is skipped, so each
-    new connection follows a failover by itself."""
-    addresses = pg.addresses()
+    """`pg_connect.connect_writable` keyword arguments, shared by the engine and the LISTEN
+    connection: every POSTGRESQL_HOSTS entry, tried in order with its own connect timeout, the
+    first that accepts writes kept (a host that refuses or does not answer, a standby, a server
+    with `default_transaction_read_only` are skipped), so each new connection follows a
+    failover by itself."""
     args: dict[str, Any] = {
-        "host": [host for host, _ in addresses],
-        "port": [port for _, port in addresses],
-        "target_session_attrs": TARGET_SESSION_ATTRS,
+        "addresses": pg.addresses(),
+        "connect_timeout": pg.connect_timeout,
+        "user": pg.username or None,
+        "password": pg.password or None,
+        "database": pg.db_name or None,
         "ssl": pg.ssl_mode or "disable",
         "server_settings": {"search_path": quote_schema(pg.schema), "application_name": "bricksllm"},
     }
@@ -134,35 +133,30 @@ def postgres_connect_args(pg: PostgresSettings, *, command_timeout: float | None
 
 
 def postgres_listen_args(pg: PostgresSettings) -> dict[str, Any]:
-    """asyncpg.connect() arguments for the dedicated LISTEN connection (NOTIFY is sent by the
-    primary's transactions, so it listens on the primary too)."""
+    """The same for the dedicated LISTEN connection (NOTIFY is sent by the primary's
+    transactions, so it listens on the primary too)."""
     args = postgres_connect_args(pg, command_timeout=None)
     args["server_settings"]["application_name"] = "bricksllm-listen"
-    return {
-        "user": pg.username or None,
-        "password": pg.password or None,
-        "database": pg.db_name or None,
-        **args,
-    }
+    return args
 
 
 def postgres_url(pg: PostgresSettings) -> URL:
-    """Credentials and database; the hosts are in `postgres_connect_args`."""
-    return URL.create(
-        "postgresql+asyncpg",
-        username=pg.username or None,
-        password=pg.password or None,
-        database=pg.db_name or None,
-    )
+    """The dialect and the database; connections are made by `connect_writable`."""
+    return URL.create("postgresql+asyncpg", database=pg.db_name or None)
 
 
 def postgres_engine(pg: PostgresSettings, *, for_migrations: bool = False) -> AsyncEngine:
     """A pooled engine. The migration engine has no command timeout: it may wait on the
     advisory lock while another instance migrates."""
     timeout = None if for_migrations else max(pg.read_timeout, pg.write_timeout)
+    connect_args = postgres_connect_args(pg, command_timeout=timeout)
+
+    async def connect() -> Any:
+        return await connect_writable(**connect_args)
+
     engine = create_async_engine(
         postgres_url(pg),
-        connect_args=postgres_connect_args(pg, command_timeout=timeout),
+        async_creator=connect,
         pool_size=1 if for_migrations else 10,
         max_overflow=0 if for_migrations else 10,
         pool_pre_ping=True,

@@ -14,9 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import asyncpg
-
 from bricksllm.outages import OutageLog
+from bricksllm.storage.pg_connect import connect_writable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class ConfigListener:
         """One connection's life: LISTEN, then wait until it drops or its server stops accepting
         writes (checked every `health_interval`, since a half-open TCP connection never reports
         being closed)."""
-        conn = await asyncpg.connect(**self._connect_args)
+        conn = await connect_writable(**self._connect_args)
         try:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
