@@ -54,6 +54,7 @@ class Target:
     slow_auth: str | None = None
     cold_start_s: float | None = None
     served: int = 0  # responses the process has served so far (warm-ups included), set by run.py
+    admin_url: str | None = None  # the gateway's admin API (bricksllm lanes only)
 
 
 def start_mock(
@@ -177,6 +178,7 @@ def start_gateway(
         slow_url=slow_url,
         slow_auth=slow_auth,
         cold_start_s=cold,
+        admin_url=admin_url,
     )
 
 

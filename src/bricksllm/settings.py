@@ -26,9 +26,24 @@ def parse_duration(name: str, value: str) -> float:
         raise SettingsError(f"{name}={value!r}: {exc}") from None
 
 
+def split_host_port(entry: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host, port); ValueError when malformed."""
+    host, port = entry.strip(), None
+    if host.startswith("["):
+        host, sep, rest = host[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{entry!r} is not host[:port]")
+        port = rest[1:] if rest else None
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+    if not host or (port is not None and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise ValueError(f"{entry!r} is not host[:port] (port 1-65535)")
+    return host, int(port) if port is not None else default_port
+
+
 @dataclass(frozen=True, slots=True)
 class PostgresSettings:
-    hosts: tuple[str, ...]
+    hosts: tuple[str, ...]  # host[:port] entries (port: `port` when absent), tried in order
     port: int = 5432
     db_name: str = ""
     username: str = ""
@@ -37,6 +52,12 @@ class PostgresSettings:
     schema: str = "public"
     read_timeout: float = 2.0
     write_timeout: float = 1.0
+    connect_timeout: float = 5.0  # per host: one that does not answer is left for the next
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every host as (host, port), in order: the gateway connects to the first that accepts
+        writes (libpq's `target_session_attrs=read-write`)."""
+        return [split_host_port(h, self.port) for h in self.hosts]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +69,14 @@ class RedisSettings:
     key_prefix: str = "bricksllm"
     read_timeout: float = 1.0
     write_timeout: float = 0.5
+    # Redis Sentinel: when set, the master of `master_name` is asked of these (host[:port],
+    # default port 26379) and `hosts`/`port` are not used
+    sentinels: tuple[str, ...] = ()
+    master_name: str = ""
+    sentinel_password: str = field(default="", repr=False)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [split_host_port(h, 26379) for h in self.sentinels]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,13 +209,24 @@ class Settings:
                 schema=get("POSTGRESQL_SCHEMA", "public") or "public",
                 read_timeout=duration("POSTGRESQL_READ_TIME_OUT", 2.0),
                 write_timeout=duration("POSTGRESQL_WRITE_TIME_OUT", 1.0),
+                connect_timeout=duration("POSTGRESQL_CONNECT_TIME_OUT", 5.0),
             )
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", postgres.schema):
                 raise SettingsError("POSTGRESQL_SCHEMA must be a plain SQL identifier")
+            try:
+                postgres.addresses()
+            except ValueError as exc:
+                raise SettingsError(f"POSTGRESQL_HOSTS: {exc}") from None
         redis = None
-        if redis_hosts := hosts("REDIS_HOSTS"):
+        redis_hosts, sentinels = hosts("REDIS_HOSTS"), hosts("REDIS_SENTINELS")
+        if sentinels and not get("REDIS_MASTER_NAME"):
+            raise SettingsError("REDIS_SENTINELS needs REDIS_MASTER_NAME (the monitored master's name)")
+        if redis_hosts or sentinels:
             redis = RedisSettings(
                 hosts=redis_hosts,
+                sentinels=sentinels,
+                master_name=get("REDIS_MASTER_NAME") if sentinels else "",
+                sentinel_password=get("REDIS_SENTINEL_PASSWORD"),
                 port=integer("REDIS_PORT", 6379, 1),
                 password=get("REDIS_PASSWORD"),
                 db=integer("REDIS_DB", 0),
@@ -194,6 +234,10 @@ class Settings:
                 read_timeout=duration("REDIS_READ_TIME_OUT", 1.0),
                 write_timeout=duration("REDIS_WRITE_TIME_OUT", 0.5),
             )
+            try:
+                redis.sentinel_addresses()
+            except ValueError as exc:
+                raise SettingsError(f"REDIS_SENTINELS: {exc}") from None
         failure_mode = get("REDIS_FAILURE_MODE", "closed").lower() or "closed"
         if failure_mode not in {"closed", "open"}:
             raise SettingsError("REDIS_FAILURE_MODE must be 'closed' or 'open'")

@@ -27,14 +27,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from bricksllm.domain.limits import Admission, AdmissionPlan, Quota, Window
 from bricksllm.errors import Unavailable
 from bricksllm.settings import RedisSettings
+from bricksllm.storage.redis_connect import redis_client
 
 # KEYS: the plan's spend counters, then the rate counter if the plan has one.
 # ARGV: number of spend counters, each spend limit, then the rate limit and its EXPIREAT (0: none).
@@ -89,28 +87,11 @@ def _translated() -> Iterator[None]:
 
 
 class RedisCounters:
-    """`Counters` on one Redis node (as in the reference: no cluster or sentinel)."""
+    """`Counters` on one Redis node, or on the master Redis Sentinel names (`redis_connect`)."""
 
     def __init__(self, settings: RedisSettings, *, max_connections: int = 64) -> None:
         self._prefix = f"{settings.key_prefix}:c:"
-        # redis-py has one socket timeout for both directions: a command needs both to finish.
-        timeout = max(settings.read_timeout, settings.write_timeout)
-        # A blocking pool: under a burst, requests queue for a connection (up to `timeout`)
-        # instead of failing with "Too many connections" as redis-py's default pool does.
-        # Building it does no I/O; connections open on first use, so the store also recovers
-        # by itself when Redis comes back after a failed `connect`.
-        pool = aioredis.BlockingConnectionPool(
-            host=settings.hosts[0] if settings.hosts else "127.0.0.1",
-            port=settings.port,
-            db=settings.db,
-            password=settings.password or None,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections,
-            timeout=timeout,
-        )
-        self._client = aioredis.Redis.from_pool(pool)
+        self._client = redis_client(settings, max_connections=max_connections)  # node or Sentinel
         self._pending: list[tuple[tuple[Any, ...], str, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._admit_sha = _sha1(_ADMIT_LUA)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bricksllm.errors import Conflict, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings
 from bricksllm.storage.migrations import HEAD
+from bricksllm.storage.pg_connect import connect_writable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -33,6 +34,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # SQLSTATE classes that mean "the server cannot serve now" (connection, resources, shutdown,
 # system error, a transaction to retry); every other SQLSTATE is about the statement or its data.
 _OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+# A write reaching a server that no longer accepts writes (a primary demoted or made read-only
+# while the connection stayed open): the primary is elsewhere now, so it is an outage of this
+# connection, not a refusal of the data.
+_READ_ONLY_SQLSTATE = "25006"
 _SQLITE_REFUSALS = frozenset(
     {"IntegrityError", "DataError", "ProgrammingError", "InterfaceError", "NotSupportedError"}
 )
@@ -60,13 +65,14 @@ def is_outage(error: BaseException) -> bool:
             return True
         state = getattr(node, "sqlstate", None) or getattr(node, "pgcode", None)
         if isinstance(state, str) and len(state) == 5:
-            return state[:2] in _OUTAGE_SQLSTATE_CLASSES
+            return state[:2] in _OUTAGE_SQLSTATE_CLASSES or state == _READ_ONLY_SQLSTATE
         if type(node).__module__ == "sqlite3":  # locked, disk full, I/O, not a database file
             return type(node).__name__ not in _SQLITE_REFUSALS
         if type(node).__module__.startswith("asyncpg") and type(node).__name__ in {
             "InterfaceError",
             "ConnectionDoesNotExistError",
             "InternalClientError",
+            "TargetServerAttributeNotMatched",  # every host is up but none accepts writes (yet)
         }:
             return True
         node = node.__cause__ or node.__context__
@@ -107,8 +113,17 @@ def notify_channel(schema: str) -> str:
 
 
 def postgres_connect_args(pg: PostgresSettings, *, command_timeout: float | None) -> dict[str, Any]:
-    """asyncpg connect() keyword arguments, shared by the engine and the LISTEN connection."""
+    """`pg_connect.connect_writable` keyword arguments, shared by the engine and the LISTEN
+    connection: every POSTGRESQL_HOSTS entry, tried in order with its own connect timeout, the
+    first that accepts writes kept (a host that refuses or does not answer, a standby, a server
+    with `default_transaction_read_only` are skipped), so each new connection follows a
+    failover by itself."""
     args: dict[str, Any] = {
+        "addresses": pg.addresses(),
+        "connect_timeout": pg.connect_timeout,
+        "user": pg.username or None,
+        "password": pg.password or None,
+        "database": pg.db_name or None,
         "ssl": pg.ssl_mode or "disable",
         "server_settings": {"search_path": quote_schema(pg.schema), "application_name": "bricksllm"},
     }
@@ -118,41 +133,44 @@ def postgres_connect_args(pg: PostgresSettings, *, command_timeout: float | None
 
 
 def postgres_listen_args(pg: PostgresSettings) -> dict[str, Any]:
-    """asyncpg.connect() arguments for the dedicated LISTEN connection."""
+    """The same for the dedicated LISTEN connection (NOTIFY is sent by the primary's
+    transactions, so it listens on the primary too)."""
     args = postgres_connect_args(pg, command_timeout=None)
     args["server_settings"]["application_name"] = "bricksllm-listen"
-    return {
-        "host": pg.hosts[0],
-        "port": pg.port,
-        "user": pg.username or None,
-        "password": pg.password or None,
-        "database": pg.db_name or None,
-        **args,
-    }
+    return args
 
 
 def postgres_url(pg: PostgresSettings) -> URL:
-    return URL.create(
-        "postgresql+asyncpg",
-        username=pg.username or None,
-        password=pg.password or None,
-        host=pg.hosts[0],
-        port=pg.port,
-        database=pg.db_name or None,
-    )
+    """The dialect and the database; connections are made by `connect_writable`."""
+    return URL.create("postgresql+asyncpg", database=pg.db_name or None)
 
 
 def postgres_engine(pg: PostgresSettings, *, for_migrations: bool = False) -> AsyncEngine:
     """A pooled engine. The migration engine has no command timeout: it may wait on the
     advisory lock while another instance migrates."""
     timeout = None if for_migrations else max(pg.read_timeout, pg.write_timeout)
-    return create_async_engine(
+    connect_args = postgres_connect_args(pg, command_timeout=timeout)
+
+    async def connect() -> Any:
+        return await connect_writable(**connect_args)
+
+    engine = create_async_engine(
         postgres_url(pg),
-        connect_args=postgres_connect_args(pg, command_timeout=timeout),
+        async_creator=connect,
         pool_size=1 if for_migrations else 10,
         max_overflow=0 if for_migrations else 10,
         pool_pre_ping=True,
     )
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _read_only_is_a_disconnect(context: sa.engine.ExceptionContext) -> None:
+        # The server this pool is connected to stopped accepting writes (a primary demoted or
+        # set read-only): drop the pool's connections, so the next ones go through the host
+        # list again and land on the new primary.
+        if getattr(context.original_exception, "sqlstate", None) == _READ_ONLY_SQLSTATE:
+            context.is_disconnect = True
+
+    return engine
 
 
 def sqlite_engine(path: Path) -> AsyncEngine:

@@ -14,9 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import asyncpg
-
 from bricksllm.outages import OutageLog
+from bricksllm.storage.pg_connect import connect_writable
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +71,10 @@ class ConfigListener:
             await asyncio.sleep(self._retry_interval)
 
     async def _session(self, reconnecting: bool) -> None:
-        """One connection's life: LISTEN, then wait until it drops (checked every
-        `health_interval`, since a half-open TCP connection never reports being closed)."""
-        conn = await asyncpg.connect(**self._connect_args)
+        """One connection's life: LISTEN, then wait until it drops or its server stops accepting
+        writes (checked every `health_interval`, since a half-open TCP connection never reports
+        being closed)."""
+        conn = await connect_writable(**self._connect_args)
         try:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
@@ -86,7 +86,12 @@ class ConfigListener:
             while not lost.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lost.wait(), self._health_interval)
-                if not lost.is_set():
-                    await conn.execute("SELECT 1", timeout=self._health_interval)
+                if lost.is_set():
+                    break
+                # a server fenced read-only stays up, but the primary (whose commits NOTIFY) is
+                # elsewhere now: reconnect, through the host list, to the one accepting writes
+                read_only = await conn.fetchval("SHOW transaction_read_only", timeout=self._health_interval)
+                if read_only == "on":
+                    raise ConnectionError("the server no longer accepts writes")
         finally:
             conn.terminate()
