@@ -83,9 +83,9 @@ async def _start_instance(env: dict[str, str]) -> Instance:
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     instance = Instance(process, admin_port, proxy_port)
+    deadline = time.monotonic() + 30  # generous: a loaded machine starts three at once
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            assert process.returncode is None, "gateway process exited at start-up"
+        while time.monotonic() < deadline and process.returncode is None:
             try:
                 async with (
                     http.get(instance.admin + "/api/health") as r1,
@@ -96,7 +96,10 @@ async def _start_instance(env: dict[str, str]) -> Instance:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not become healthy")
+    if process.returncode is None:  # never leave a gateway holding database connections behind
+        process.kill()
+    await process.wait()
+    raise AssertionError(f"gateway did not become healthy (exit code {process.returncode})")
 
 
 def production_env(pg: PostgresSettings, redis: RedisSettings, **extra: str) -> dict[str, str]:
@@ -112,7 +115,16 @@ def production_env(pg: PostgresSettings, redis: RedisSettings, **extra: str) -> 
 @pytest.fixture
 async def cluster(pg_settings: PostgresSettings, redis_settings: RedisSettings) -> AsyncIterator[Cluster]:
     env = production_env(pg_settings, redis_settings)
-    instances = list(await asyncio.gather(*(_start_instance(env) for _ in range(3))))  # migrate concurrently
+    started = await asyncio.gather(
+        *(_start_instance(env) for _ in range(3)), return_exceptions=True
+    )  # migrate concurrently
+    failed = [r for r in started if isinstance(r, BaseException)]
+    instances = [r for r in started if isinstance(r, Instance)]
+    if failed:
+        for inst in instances:
+            inst.process.kill()
+            await inst.process.wait()
+        raise failed[0]
     http = aiohttp.ClientSession()
     yield Cluster(instances, http)
     await http.close()
