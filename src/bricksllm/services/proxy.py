@@ -25,6 +25,7 @@ import orjson
 
 from bricksllm.domain.durations import parse_duration
 from bricksllm.domain.models import Key, ProviderSetting, Usage, hash_secret
+from bricksllm.domain.routes import RouteMark
 from bricksllm.domain.text import PathRefused, canonical_path
 from bricksllm.errors import (
     BricksError,
@@ -114,6 +115,7 @@ class Call:
     custom_id: str
     created_at: int
     started: float
+    route: RouteMark | None = None  # a route call (services.routes): kept on its event
 
 
 class ProxyService:
@@ -373,8 +375,18 @@ class ProxyService:
             await self._limits.settle(call.key, call.admitted, micros)
         self._recorder.record(
             call.method, call.path, call.custom_id, call.created_at, call.started,
-            call.key, call.target.provider, call.view, status, usage or Usage(), micros,
+            call.key, call.target.provider, call.view, status, usage or Usage(), micros, route=call.route,
         )  # fmt: skip
+
+    # --- the stages `services.routes` shares --------------------------------------------------
+
+    authenticate = _authenticate
+    answer = _answer
+    finish = _finish
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._recorder
 
     # --- replies and events ----------------------------------------------------------------------
 
@@ -390,6 +402,8 @@ class ProxyService:
         if admitted is not None:
             headers += admitted.rate_headers()
         return Reply(exc.status, headers, render(exc.status, exc.message, exc.code))
+
+    error_reply = _error_reply
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:

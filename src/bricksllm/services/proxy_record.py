@@ -4,6 +4,7 @@ admitted or refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bricksllm.domain.models import Event, Key, Usage
+from bricksllm.domain.routes import RouteMark
 from bricksllm.ports import Metrics
 from bricksllm.providers.base import Provider, RequestView
 
@@ -65,6 +67,8 @@ class Recorder:
         status: int,
         usage: Usage | None = None,
         micros: int = 0,
+        *,
+        route: RouteMark | None = None,
     ) -> None:
         stored = key is not None or self._anonymous.take(time.monotonic())
         if not stored and not self._observers:
@@ -89,6 +93,14 @@ class Recorder:
             action=view.action if view else "",
             pii_entities=view.findings if view else (),
         )
+        if route is not None:
+            event = dataclasses.replace(
+                event,
+                route_id=route.route_id,
+                route_step=route.step,
+                attempts=route.attempts,
+                cached=route.cached,
+            )
         if stored:
             self._events.record(event)
         else:
