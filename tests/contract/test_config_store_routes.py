@@ -1,4 +1,5 @@
-"""Contract of `ports.ConfigStore` for routes, run against SQLite and PostgreSQL."""
+"""Contract of `ports.ConfigStore` for routes (and the route fields of `ports.EventStore`'s events),
+run against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import dataclasses
 
 import pytest
 
+from bricksllm.domain.models import Event
 from bricksllm.domain.routes import Route, RouteStep
 from bricksllm.errors import Conflict, NotFound
+from bricksllm.ports import EventQuery
 from bricksllm.storage.sql import SqlStores
 
 
@@ -92,3 +95,15 @@ async def test_routes_are_in_the_snapshot(stores: SqlStores) -> None:
     snap = await stores.config.snapshot()
     assert list(snap.routes) == [route]
     assert snap.version == await stores.config.version()
+
+
+async def test_route_fields_of_events_round_trip(stores: SqlStores) -> None:
+    base = Event(
+        id="e1", created_at=1_700_000_000, key_id="k1", provider="azure", model="prod-4o", status=200,
+        path="/api/routes/chat/prod", method="POST", cost_micros=42,
+    )  # fmt: skip
+    routed = dataclasses.replace(base, id="e2", route_id="route-1", route_step=1, attempts=3)
+    hit = dataclasses.replace(base, id="e3", route_id="route-1", route_step=0, cached=True, cost_micros=0)
+    await stores.events.insert_events([base, routed, hit])
+    found = {e.id: e for e in await stores.events.query_events(EventQuery())}
+    assert found == {"e1": base, "e2": routed, "e3": hit}
