@@ -260,3 +260,24 @@ async def test_vllm_step(world: World) -> None:
     await world.client().chat.completions.create(model="x", messages=MESSAGES)
     assert world.mock.last("/v1/chat/completions").json()["model"] == "meta-llama/Llama-3.1-8B-Instruct"
     assert json.loads(world.mock.last().body)["messages"] == MESSAGES
+
+
+async def test_the_keys_pii_policy_screens_route_calls(world: World) -> None:
+    rules = {"config": {"rules": {"email": "allow_but_redact", "credit_debit_number": "block"}}}
+    status, policy = await world.gw.admin("POST", "/api/policies", {"name": "p", **rules})
+    assert status == 200, policy
+    status, _ = await world.gw.admin(
+        "PATCH", f"/api/key-management/keys/{world.key_id}", {"policyId": policy["id"]}
+    )
+    assert status == 200
+    await world.route([{"provider": "openai", "model": "gpt-4o-mini"}], cacheConfig={"enabled": True})
+    client = world.client()
+    mail: Any = [{"role": "user", "content": "write to ann@example.com"}]
+    await client.chat.completions.create(model="x", messages=mail)
+    assert world.mock.last("/chat/completions").json()["messages"][0]["content"] == "write to [EMAIL]"
+    with pytest.raises(openai.PermissionDeniedError, match="credit_debit_number"):
+        card: Any = [{"role": "user", "content": "charge 4111 1111 1111 1111"}]
+        await client.chat.completions.create(model="x", messages=card)
+    assert len(world.mock.requests) == 1
+    actions = sorted((e["action"], e["status"]) for e in await world.events())
+    assert actions == [("blocked", 403), ("redacted", 200)]
