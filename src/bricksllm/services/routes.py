@@ -327,9 +327,10 @@ class Run:
         self.started = started
         self.attempts = 0
 
-    def call(self, planned: Planned, *, cached: bool = False) -> Call:
+    def call(self, planned: Planned, view: RequestView | None = None, *, cached: bool = False) -> Call:
+        """The proxy's `Call` of a step (its view built unless given), marked for the event."""
         assert planned.target is not None
-        view = self.s.step_view(self.client, planned.step, planned.target, self.view)
+        view = view or self.s.step_view(self.client, planned.step, planned.target, self.view)
         mark = RouteMark(self.route.id, planned.index, self.attempts, cached)
         return Call(
             self.key, planned.target, view, self.admitted, "POST", self.path, self.custom_id,
@@ -380,7 +381,7 @@ class Run:
                 outcome = await self.s.attempt(request, view.stream)
                 if not isinstance(outcome, Failure):
                     await self.s.outcome(upstream_id, True)
-                    return await self._answer(planned, outcome, cache_id)
+                    return await self._answer(self.call(planned, view), outcome, cache_id)
                 last = outcome
                 await self.s.outcome(upstream_id, False)
                 if retry == step.retries:
@@ -394,16 +395,16 @@ class Run:
                     await self.s.sleep(wait)
         return await self._failed(tried, last)
 
-    async def _answer(self, planned: Planned, response: UpstreamResponse, cache_id: str) -> Reply:
-        call = self.call(planned)
+    async def _answer(self, call: Call, response: UpstreamResponse, cache_id: str) -> Reply:
         reply = await self.s.proxy.answer(call, response)
         if not cache_id or reply.status != 200:
             return reply
         content_type = next((v for k, v in reply.headers if k.lower() == "content-type"), "")
         ttl = self.route.cache_ttl_seconds or DEFAULT_CACHE_TTL
+        step = call.route.step if call.route is not None else 0
 
         async def store(body: bytes) -> None:
-            await self.s.store(cache_id, CachedAnswer(planned.index, content_type, body), ttl)
+            await self.s.store(cache_id, CachedAnswer(step, content_type, body), ttl)
 
         if reply.stream is None:
             if len(reply.body) <= MAX_CACHED_ANSWER:
