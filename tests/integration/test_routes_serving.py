@@ -281,3 +281,21 @@ async def test_the_keys_pii_policy_screens_route_calls(world: World) -> None:
     assert len(world.mock.requests) == 1
     actions = sorted((e["action"], e["status"]) for e in await world.events())
     assert actions == [("blocked", 403), ("redacted", 200)]
+
+
+async def test_a_step_timeout_bounds_a_stream_until_its_first_byte_only(world: World) -> None:
+    await world.route(
+        [{"provider": "openai", "model": "gpt-4o-mini", "timeout": "600ms"}, world.azure_step()]
+    )
+    client = world.client()
+    # 150 ms before the first byte, then 150 ms between events: about 1.3 s in all
+    stream = await client.chat.completions.create(
+        model="x", messages=MESSAGES, stream=True, extra_headers={"x-mock": "slow-150"}
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "Hello from the mock!" and world.azure.requests == []
+    # not streamed, the same answer takes longer than the step's timeout: Azure answers
+    answer = await client.chat.completions.create(
+        model="x", messages=MESSAGES, extra_headers={"x-mock": "slow-700"}
+    )
+    assert answer.model == "gpt-4o-2024-08-06"
