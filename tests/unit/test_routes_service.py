@@ -167,6 +167,14 @@ async def test_retry_after_is_honoured_up_to_the_bound() -> None:
     assert world.events.all[0].route_step == 1
 
 
+async def test_the_last_upstreams_retry_after_is_passed_on() -> None:
+    world = make_world(RouteStep("openai", "gpt-4o-mini"))
+    world.script = [lambda: error(429, "42")]
+    reply = await world.call()
+    assert reply.status == 429 and ("Retry-After", "42") in reply.headers
+    assert json.loads(reply.body)["error"]["message"] == "upstream 429"
+
+
 async def test_a_client_error_is_returned_at_once_without_failover() -> None:
     world = make_world(OPENAI, AZURE)
     world.script = [lambda: error(400)]

@@ -10,6 +10,7 @@ given up for the next step. When nothing answered, the last failure is the reply
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -189,6 +190,8 @@ class Run:
         self.s.metrics.incr("routes.all_steps_failed")
         await self.s.proxy.finish(call, status, Metered(), billable=False)
         headers = [("Content-Type", "application/json"), *self.admitted.rate_headers()]
+        if last is not None and last.retry_after is not None:  # the upstream's advice, passed on
+            headers.append(("Retry-After", str(math.ceil(last.retry_after))))
         return Reply(status, headers, body)
 
 
