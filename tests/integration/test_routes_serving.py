@@ -284,18 +284,16 @@ async def test_the_keys_pii_policy_screens_route_calls(world: World) -> None:
 
 
 async def test_a_step_timeout_bounds_a_stream_until_its_first_byte_only(world: World) -> None:
-    await world.route(
-        [{"provider": "openai", "model": "gpt-4o-mini", "timeout": "600ms"}, world.azure_step()]
-    )
+    await world.route([{"provider": "openai", "model": "gpt-4o-mini", "timeout": "1s"}, world.azure_step()])
     client = world.client()
-    # 150 ms before the first byte, then 150 ms between events: about 1.3 s in all
+    # 250 ms before the first byte, then 250 ms between events: over 2 s in all
     stream = await client.chat.completions.create(
-        model="x", messages=MESSAGES, stream=True, extra_headers={"x-mock": "slow-150"}
+        model="x", messages=MESSAGES, stream=True, extra_headers={"x-mock": "slow-250"}
     )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "Hello from the mock!" and world.azure.requests == []
     # not streamed, the same answer takes longer than the step's timeout: Azure answers
     answer = await client.chat.completions.create(
-        model="x", messages=MESSAGES, extra_headers={"x-mock": "slow-700"}
+        model="x", messages=MESSAGES, extra_headers={"x-mock": "slow-1500"}
     )
     assert answer.model == "gpt-4o-2024-08-06"
