@@ -109,7 +109,7 @@ async def tee(
             size += len(chunk)
             if size <= limit:
                 parts.append(chunk)
-                if STREAM_END in chunk:
+                if chunk.rstrip().endswith(STREAM_END):  # not a `[DONE]` quoted inside an event
                     await store(b"".join(parts))
             yield chunk
     finally:
