@@ -130,3 +130,17 @@ async def test_routes_are_in_the_openapi_document(gateway: Running) -> None:
     assert {"get", "post"} <= set(document["paths"][ROUTES])
     assert {"get", "patch", "delete"} <= set(document["paths"][ROUTES + "/{id}"])
     assert "RouteCreate" in document["components"]["schemas"]
+
+
+async def test_a_route_whose_key_was_deleted_can_still_be_edited(gateway: Running) -> None:
+    key_id, openai_id, azure_id = await setup(gateway)
+    other = await gateway.create_key(openai_id, secret="another-secret")
+    status, created = await gateway.admin(
+        "POST", ROUTES, route_body(key_id, azure_id, keyIds=[key_id, other["keyId"]])
+    )
+    assert status == 200
+    assert (await gateway.admin("DELETE", f"/api/key-management/keys/{other['keyId']}"))[0] == 200
+    status, patched = await gateway.admin("PATCH", f"{ROUTES}/{created['id']}", {"name": "renamed"})
+    assert status == 200 and patched["name"] == "renamed"
+    status, problem = await gateway.admin("PATCH", f"{ROUTES}/{created['id']}", {"keyIds": [other["keyId"]]})
+    assert status == 400 and problem["fields"] == ["keyIds"]

@@ -146,8 +146,9 @@ class RouteAdmin:
         self._on_change = on_change
         self._clock = clock
 
-    async def _check(self, route: Route, problems: Problems) -> None:
-        keys = {k.key_id for k in await self._config.list_keys()}
+    async def _check(self, route: Route, problems: Problems, kept: tuple[str, ...] = ()) -> None:
+        """`kept`: key ids a patch leaves as they were (a key deleted since is not held against it)."""
+        keys = {k.key_id for k in await self._config.list_keys()} | set(kept)
         settings = {s.id: s for s in await self._config.list_settings()}
         raise_if(problems + route_problems(route, keys, settings))
         taken = [r for r in await self._config.list_routes() if r.path == route.path and r.id != route.id]
@@ -195,7 +196,7 @@ class RouteAdmin:
         updated = dataclasses.replace(
             current, **fields, updated_at=max(int(self._clock()), current.updated_at)
         )
-        await self._check(updated, problems)
+        await self._check(updated, problems, kept=() if "key_ids" in changes else current.key_ids)
         await self._config.update_route(updated)
         await self._on_change()
         return updated
