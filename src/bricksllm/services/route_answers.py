@@ -12,7 +12,6 @@ again as soon as it has read `[DONE]` gets the hit).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from multidict import CIMultiDict
 
 from bricksllm.ports import Headers, UpstreamResponse
 
-log = logging.getLogger(__name__)
 STREAM_END = b"data: [DONE]"
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -62,7 +61,6 @@ from bricksllm.services.proxy_headers import upstream_headers
 from bricksllm.services.route_answers import Buffered, CachedAnswer, Primed
 from bricksllm.services.route_run import Failure, Planned, Run
 
-log = logging.getLogger(__name__)
 AZURE_API_VERSION = "2024-10-21"  # when the Azure setting names no apiVersion
 ERROR_BODY_LIMIT = 64 * 1024  # of a failed attempt's answer, kept as the last error
 
