@@ -297,3 +297,16 @@ async def test_a_step_timeout_bounds_a_stream_until_its_first_byte_only(world: W
         model="x", messages=MESSAGES, extra_headers={"x-mock": "slow-1500"}
     )
     assert answer.model == "gpt-4o-2024-08-06"
+
+
+async def test_embeddings_fail_over_to_an_azure_deployment(world: World) -> None:
+    await world.route(
+        [{"provider": "openai", "model": "text-embedding-3-small"}, world.azure_step(model="embed")]
+    )
+    world.mock.script = ["500"]
+    embedded = await world.client().embeddings.create(model="x", input=["one", "two"])
+    assert len(embedded.data) == 2
+    assert world.azure.last().path == "/openai/deployments/embed/embeddings"
+    (event,) = await world.events()
+    assert (event["route_step"], event["attempts"], event["model"]) == (1, 2, "embed")
+    assert event["cost_in_usd"] > 0 and await world.spend() == round(event["cost_in_usd"] * 1e6)
