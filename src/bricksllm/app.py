@@ -23,23 +23,28 @@ from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
 from bricksllm.http.admin_metrics import create_metrics_app
 from bricksllm.http.admin_policies import policy_operations
+from bricksllm.http.admin_routes import route_operations
 from bricksllm.http.fast_server import FastServer, ServerLimits
 from bricksllm.http.proxy_app import create_proxy_app
 from bricksllm.outages import OutageLog
 from bricksllm.pii_engines import EngineUnavailable
-from bricksllm.ports import Counters, Metrics, PIIEngine, Upstream
+from bricksllm.ports import Breaker, Counters, Metrics, PIIEngine, ResponseCache, Upstream
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
 from bricksllm.services.admin_policies import PolicyAdmin
+from bricksllm.services.admin_routes import RouteAdmin
 from bricksllm.services.config_cache import ConfigCache
 from bricksllm.services.events import EventWriter
 from bricksllm.services.limits import Limits
 from bricksllm.services.pii import PIIScreener
 from bricksllm.services.pii_guard import PIIGuard
 from bricksllm.services.proxy import ProxyService
+from bricksllm.services.routes import ProxyFront, RouteService
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
+from bricksllm.storage.memory_routes import MemoryBreaker, MemoryCache
 from bricksllm.storage.redis_counters import RedisCounters
+from bricksllm.storage.redis_routes import RedisBreaker, RedisCache
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
 from bricksllm.telemetry.setup import telemetry_from_settings
@@ -190,7 +195,10 @@ class Gateway:
             admin_pass=s.admin_pass,
             allowed_hosts=s.admin_allowed_hosts,
             allowed_origins=s.admin_allowed_origins,
-            more=policy_operations(policies),
+            more=[
+                *policy_operations(policies),
+                *route_operations(RouteAdmin(self.stores.config, self.config.refresh, self.clock)),
+            ],
             metrics=self.metrics if telemetry else None,
             exposition=telemetry if telemetry and telemetry.prometheus and s.metrics_port is None else None,
         )
@@ -198,13 +206,39 @@ class Gateway:
         if telemetry is not None and telemetry.prometheus is not None and s.metrics_port is not None:
             scrape = create_metrics_app(telemetry)
             self.metrics_port = await self._serve(stack, scrape, s.host, s.metrics_port, access_log=False)
+        front = ProxyFront(self.proxy, self._routes(s, stack, limits, registry, [pii]))
         if s.proxy_server == "fast":
-            server = FastServer(self.proxy, _server_limits(s))
+            server = FastServer(front, _server_limits(s))
             self.proxy_port = await server.start(s.host, s.proxy_port, reuse_port=s.reuse_port)
             stack.push_async_callback(server.stop)  # first out: drain before the upstream closes
         else:
-            proxy_app = create_proxy_app(self.proxy)
+            proxy_app = create_proxy_app(front)
             self.proxy_port = await self._serve(stack, proxy_app, s.host, s.proxy_port, access_log=False)
+
+    def _routes(
+        self,
+        s: Settings,
+        stack: contextlib.AsyncExitStack,
+        limits: Limits,
+        registry: ProviderRegistry,
+        transforms: list[PIIGuard],
+    ) -> RouteService:
+        """Routes' breaker and cache: in Redis when there is one (shared), else in this process."""
+        breaker: Breaker
+        cache: ResponseCache
+        if s.redis is not None:
+            breaker = RedisBreaker(s.redis, s.route_breaker_failures, s.route_breaker_cooldown)
+            cache = RedisCache(s.redis)
+        else:
+            breaker = MemoryBreaker(s.route_breaker_failures, s.route_breaker_cooldown)
+            cache = MemoryCache(s.route_cache_max_entries, s.route_cache_max_bytes)
+        stack.push_async_callback(breaker.close)
+        stack.push_async_callback(cache.close)
+        return RouteService(
+            self.proxy, self.config, limits, registry, self.upstream, breaker, cache, self.metrics,
+            default_timeout=s.proxy_timeout, max_body=s.proxy_max_body_bytes, transforms=transforms,
+            retry_after_max=s.route_retry_after_max, clock=self.clock,
+        )  # fmt: skip
 
     @staticmethod
     def _pii_engine(s: Settings) -> PIIEngine | None:

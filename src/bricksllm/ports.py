@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from bricksllm.domain.limits import Admission, AdmissionPlan, Window
 from bricksllm.domain.models import CustomProvider, Event, Key, PolicyRecord, ProviderSetting
+from bricksllm.domain.routes import Route
 
 if TYPE_CHECKING:  # the PII package loads phonenumbers and RE2: only its users pay for that
     from bricksllm.domain.pii import Span
@@ -28,6 +29,7 @@ class ConfigSnapshot:
     settings: Sequence[ProviderSetting]
     custom_providers: Sequence[CustomProvider]
     policies: Sequence[PolicyRecord] = ()
+    routes: Sequence[Route] = ()
 
 
 class ConfigStore(Protocol):
@@ -54,6 +56,12 @@ class ConfigStore(Protocol):
     async def delete_policy(self, policy_id: str) -> bool: ...
     async def get_policy(self, policy_id: str) -> PolicyRecord | None: ...
     async def list_policies(self) -> list[PolicyRecord]: ...
+
+    async def create_route(self, route: Route) -> None: ...  # Conflict if the path is taken
+    async def update_route(self, route: Route) -> None: ...  # NotFound if absent, Conflict on path
+    async def delete_route(self, route_id: str) -> bool: ...
+    async def get_route(self, route_id: str) -> Route | None: ...
+    async def list_routes(self) -> list[Route]: ...
 
     async def version(self) -> int: ...
     async def snapshot(self) -> ConfigSnapshot: ...
@@ -220,6 +228,31 @@ class PIIEngine(Protocol):
 
     async def detect(self, texts: Sequence[str], entities: frozenset[str]) -> list[list[Span]]:
         """For each text, the spans of the requested entities (character offsets)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- routes: circuit breaker and response cache ------------------------------------------------
+
+
+class Breaker(Protocol):
+    """Per-upstream circuit breaker state: an upstream that failed `failures` times in a row is
+    skipped for a cool-down (then tried again; one more failure opens it again). Shared by every
+    instance on Redis. Raises `errors.Unavailable` when its store cannot be reached."""
+
+    async def allow(self, upstream: str) -> bool: ...
+    async def record(self, upstream: str, ok: bool) -> None: ...
+    async def close(self) -> None: ...
+
+
+class ResponseCache(Protocol):
+    """Exact-match answers of routes, by cache key (`domain.routes.cache_key`). Raises
+    `errors.Unavailable` when its store cannot be reached."""
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        """Keep `value` for `ttl` seconds (or until evicted)."""
         ...
 
     async def close(self) -> None: ...

@@ -130,6 +130,12 @@ class Settings:
     pii_engine_prefer: bool = False  # send entities both can find to the engine (Comprehend parity)
     amazon_region: str = "us-west-2"  # Comprehend; credentials from AWS's usual chain
     amazon_endpoint_url: str = ""
+    # routes (issue 13): retries, failover, circuit breaker, cache
+    route_retry_after_max: float = 30.0  # longest upstream Retry-After a route waits before retrying
+    route_breaker_failures: int = 5  # failures in a row that make a route skip an upstream
+    route_breaker_cooldown: float = 30.0  # how long it is skipped
+    route_cache_max_entries: int = 10_000  # the embedded cache (no Redis): an LRU bounded by these two
+    route_cache_max_bytes: int = 256 * 1024 * 1024
 
     @property
     def admin_host(self) -> str:
@@ -313,4 +319,9 @@ class Settings:
             amazon_region=get("AMAZON_REGION", "us-west-2") or "us-west-2",
             amazon_endpoint_url=get("AMAZON_ENDPOINT_URL"),
             log_level=log_level,
+            route_retry_after_max=duration("ROUTE_RETRY_AFTER_MAX", 30.0),
+            route_breaker_failures=integer("ROUTE_BREAKER_FAILURES", 5, 1),
+            route_breaker_cooldown=duration("ROUTE_BREAKER_COOLDOWN", 30.0),
+            route_cache_max_entries=integer("ROUTE_CACHE_MAX_ENTRIES", 10_000, 1),
+            route_cache_max_bytes=integer("ROUTE_CACHE_MAX_BYTES", 256 * 1024 * 1024, 1024),
         )

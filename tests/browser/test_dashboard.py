@@ -329,7 +329,7 @@ def test_every_control_is_labelled_and_reachable_by_keyboard(served: Served, pag
         .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
                         && !el.textContent.trim() && el.type !== "hidden")
         .map((el) => el.outerHTML)"""
-    for route in ("", "#/keys", "#/settings", "#/events", "#/custom-providers", "#/policies"):
+    for route in ("", "#/keys", "#/settings", "#/events", "#/custom-providers", "#/policies", "#/routes"):
         page.goto(served.ui + route)
         expect(page.locator("h1")).to_be_visible()
         page.wait_for_load_state("networkidle")

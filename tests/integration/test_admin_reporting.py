@@ -86,6 +86,10 @@ async def test_events_have_the_reference_fields(admin: Admin) -> None:
         "custom_id": "c1",
         "action": "",
         "pii_entities": [],
+        "route_id": "",
+        "route_step": -1,
+        "attempts": 0,
+        "cached": False,
     }
 
 

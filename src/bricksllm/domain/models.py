@@ -177,3 +177,7 @@ class Event:
     custom_id: str = ""
     action: str = ""  # what a PII policy decided: allowed, warned, redacted, blocked ("" = no policy)
     pii_entities: tuple[str, ...] = ()  # the entity types it found (never the values)
+    route_id: str = ""  # a route call (domain.routes): its route, the step that answered (-1: none),
+    route_step: int = -1  # the upstream requests made, and whether the cache answered
+    attempts: int = 0
+    cached: bool = False

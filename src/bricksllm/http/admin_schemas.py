@@ -317,6 +317,10 @@ class EventOut(Response):
     custom_id: str
     action: str = Field(description="a PII policy's verdict: allowed, warned, redacted, blocked; '' = none")
     pii_entities: list[str] = Field(description="the entity types the policy found (never the values)")
+    route_id: str = Field("", description="the route called ('' = a provider path)")
+    route_step: int = Field(-1, description="index of the route step that answered (-1 = none)")
+    attempts: int = Field(0, description="upstream requests a route call made (0 = a cache hit)")
+    cached: bool = Field(False, description="answered from the route's cache (cost 0)")
 
     @classmethod
     def from_domain(cls, e: Event) -> EventOut:
@@ -337,6 +341,10 @@ class EventOut(Response):
             custom_id=e.custom_id,
             action=e.action,
             pii_entities=list(e.pii_entities),
+            route_id=e.route_id,
+            route_step=e.route_step,
+            attempts=e.attempts,
+            cached=e.cached,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from bricksllm.domain.models import CustomProvider, Key, ProviderSetting
 from bricksllm.domain.pii import BUILTIN_ONLY, ENTITIES, Capabilities, CompiledPolicy, parse_policy
+from bricksllm.domain.routes import Route
 from bricksllm.outages import OutageLog
 from bricksllm.ports import ConfigSnapshot, ConfigStore, Metrics
 
@@ -32,6 +33,7 @@ class ConfigIndex:
     settings: dict[str, ProviderSetting] = field(default_factory=dict)
     custom_providers: dict[str, CustomProvider] = field(default_factory=dict)
     policies: dict[str, CompiledPolicy] = field(default_factory=dict)  # compiled once per change
+    routes_by_path: dict[str, Route] = field(default_factory=dict)
 
     @classmethod
     def build(cls, snap: ConfigSnapshot, caps: Capabilities = BUILTIN_ONLY) -> ConfigIndex:
@@ -42,6 +44,7 @@ class ConfigIndex:
             settings={s.id: s for s in snap.settings},
             custom_providers={p.provider: p for p in snap.custom_providers},
             policies={p.id: compile_policy(p.document, caps) for p in snap.policies},
+            routes_by_path={r.path: r for r in snap.routes},
         )
 
 

@@ -25,6 +25,7 @@ import orjson
 
 from bricksllm.domain.durations import parse_duration
 from bricksllm.domain.models import Key, ProviderSetting, Usage, hash_secret
+from bricksllm.domain.routes import RouteMark
 from bricksllm.domain.text import PathRefused, canonical_path
 from bricksllm.errors import (
     BricksError,
@@ -114,6 +115,7 @@ class Call:
     custom_id: str
     created_at: int
     timing: Timing
+    route_mark: RouteMark | None = None  # a route call (services.routes): kept on its event
 
 
 class ProxyService:
@@ -396,8 +398,18 @@ class ProxyService:
         self._recorder.record(
             call.method, call.path, call.custom_id, call.created_at, call.timing,
             call.key, call.target.provider, call.view, status, usage or Usage(), micros,
-            reason=reason, route=call.target.match.endpoint.pattern,
+            reason=reason, route=call.target.match.endpoint.pattern, route_mark=call.route_mark,
         )  # fmt: skip
+
+    # --- the stages `services.routes` shares --------------------------------------------------
+
+    authenticate = _authenticate
+    answer = _answer
+    finish = _finish
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._recorder
 
     # --- replies and events ----------------------------------------------------------------------
 
@@ -413,6 +425,8 @@ class ProxyService:
         if admitted is not None:
             headers += admitted.rate_headers()
         return Reply(exc.status, headers, render(exc.status, exc.message, exc.code))
+
+    error_reply = _error_reply
 
 
 def _json_object(body: bytes) -> Mapping[str, Any]:

@@ -4,6 +4,7 @@ admitted or refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import secrets
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bricksllm.domain.models import Event, Key, Usage
+from bricksllm.domain.routes import RouteMark
 from bricksllm.ports import Metrics
 from bricksllm.providers.base import Provider, RequestView
 
@@ -104,6 +106,7 @@ class Recorder:
         *,
         reason: str = "",
         route: str = "",
+        route_mark: RouteMark | None = None,
     ) -> None:
         now = time.perf_counter()
         stored = key is not None or self._anonymous.take(time.monotonic())
@@ -129,6 +132,14 @@ class Recorder:
             action=view.action if view else "",
             pii_entities=view.findings if view else (),
         )
+        if route_mark is not None:  # a call through a route (services.routes)
+            event = dataclasses.replace(
+                event,
+                route_id=route_mark.route_id,
+                route_step=route_mark.step,
+                attempts=route_mark.attempts,
+                cached=route_mark.cached,
+            )
         if stored:
             self._events.record(event)
         else:

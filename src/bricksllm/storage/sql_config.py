@@ -25,11 +25,19 @@ from bricksllm.domain.models import (
     ProviderSetting,
     RouteConfig,
 )
+from bricksllm.domain.routes import Route, RouteStep
 from bricksllm.errors import NotFound
 from bricksllm.ports import ConfigSnapshot
 from bricksllm.storage.sql_engine import translate_errors, write_transaction
 from bricksllm.storage.sql_listen import ConfigListener
-from bricksllm.storage.tables import config_version, custom_providers, keys, policies, provider_settings
+from bricksllm.storage.tables import (
+    config_version,
+    custom_providers,
+    keys,
+    policies,
+    provider_settings,
+    routes,
+)
 
 T = TypeVar("T")
 
@@ -131,10 +139,45 @@ def policy_from_row(row: sa.Row[Any]) -> PolicyRecord:
     )
 
 
+def route_row(route: Route) -> dict[str, Any]:
+    return {
+        "id": route.id,
+        "name": route.name,
+        "path": route.path,
+        "key_ids": list(route.key_ids),
+        "steps": [dataclasses.asdict(step) for step in route.steps],
+        "retry_strategy": route.retry_strategy,
+        "cache_config": {
+            "enabled": route.cache_enabled, "ttl": route.cache_ttl, "ttl_seconds": route.cache_ttl_seconds
+        },
+        "created_at": route.created_at,
+        "updated_at": route.updated_at,
+    }  # fmt: skip
+
+
+def route_from_row(row: sa.Row[Any]) -> Route:
+    m = row._mapping
+    cache = m["cache_config"]
+    return Route(
+        id=m["id"],
+        name=m["name"],
+        path=m["path"],
+        key_ids=tuple(m["key_ids"]),
+        steps=tuple(_build(RouteStep, step) for step in m["steps"]),
+        retry_strategy=m["retry_strategy"],
+        cache_enabled=bool(cache.get("enabled", False)),
+        cache_ttl=cache.get("ttl", ""),
+        cache_ttl_seconds=int(cache.get("ttl_seconds", 0)),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
 _KEYS = sa.select(keys).order_by(keys.c.created_at, keys.c.key_id)
 _SETTINGS = sa.select(provider_settings).order_by(provider_settings.c.created_at, provider_settings.c.id)
 _PROVIDERS = sa.select(custom_providers).order_by(custom_providers.c.created_at, custom_providers.c.id)
 _POLICIES = sa.select(policies).order_by(policies.c.created_at, policies.c.id)
+_ROUTES = sa.select(routes).order_by(routes.c.created_at, routes.c.id)
 _VERSION = sa.select(config_version.c.version).where(config_version.c.id == 1)
 
 
@@ -244,6 +287,21 @@ class SqlConfigStore:
                 await self._bump(conn)
         return bool(deleted)
 
+    async def create_route(self, route: Route) -> None:
+        await self._insert(routes, route_row(route), "creating a route", f"the path {route.path} has a route")
+
+    async def update_route(self, route: Route) -> None:
+        await self._update(
+            routes, "id", route_row(route), "updating a route", f"the path {route.path} has a route"
+        )
+
+    async def delete_route(self, route_id: str) -> bool:
+        async with translate_errors("deleting a route"), write_transaction(self._engine) as conn:
+            deleted = (await conn.execute(sa.delete(routes).where(routes.c.id == route_id))).rowcount
+            if deleted:
+                await self._bump(conn)
+        return bool(deleted)
+
     # -- reads ----------------------------------------------------------------------------
 
     async def _one(self, stmt: sa.Select[Any], action: str) -> sa.Row[Any] | None:
@@ -284,6 +342,13 @@ class SqlConfigStore:
     async def list_policies(self) -> list[PolicyRecord]:
         return [policy_from_row(r) for r in await self._all(_POLICIES, "listing policies")]
 
+    async def get_route(self, route_id: str) -> Route | None:
+        row = await self._one(sa.select(routes).where(routes.c.id == route_id), "reading a route")
+        return route_from_row(row) if row else None
+
+    async def list_routes(self) -> list[Route]:
+        return [route_from_row(r) for r in await self._all(_ROUTES, "listing routes")]
+
     async def version(self) -> int:
         async with translate_errors("reading the config version"), self._engine.connect() as conn:
             return int(await conn.scalar(_VERSION) or 0)
@@ -300,12 +365,14 @@ class SqlConfigStore:
                 setting_rows = (await conn.execute(_SETTINGS)).all()
                 provider_rows = (await conn.execute(_PROVIDERS)).all()
                 policy_rows = (await conn.execute(_POLICIES)).all()
+                route_rows = (await conn.execute(_ROUTES)).all()
         return ConfigSnapshot(
             version=version,
             keys=[key_from_row(r) for r in key_rows],
             settings=[setting_from_row(r) for r in setting_rows],
             custom_providers=[provider_from_row(r) for r in provider_rows],
             policies=[policy_from_row(r) for r in policy_rows],
+            routes=[route_from_row(r) for r in route_rows],
         )
 
     # -- change notification ---------------------------------------------------------------

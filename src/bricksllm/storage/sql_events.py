@@ -45,7 +45,7 @@ def _count(value: int) -> int:
 _COLUMNS = (
     "id", "created_at", "key_id", "tags", "provider", "model", "status", "cost_micros",
     "prompt_token_count", "completion_token_count", "latency_in_ms", "path", "method", "custom_id",
-    "action", "pii_entities",
+    "action", "pii_entities", "route_id", "route_step", "attempts", "cached",
 )  # fmt: skip
 _JSON_COLUMNS = frozenset({"tags", "pii_entities"})
 
@@ -80,15 +80,20 @@ def event_values(event: Event) -> tuple[Any, ...]:
         _text(event.custom_id),
         event.action,
         orjson.dumps(event.pii_entities).decode(),
+        _text(event.route_id),
+        max(-1, min(event.route_step, 2**31 - 1)),
+        max(0, min(event.attempts, 2**31 - 1)),
+        event.cached,
     )
 
 
 def event_from_row(row: sa.Row[Any]) -> Event:
     m = row._mapping
     return Event(
-        **{k: m[k] for k in m if k not in _JSON_COLUMNS},
+        **{k: m[k] for k in m if k not in _JSON_COLUMNS and k != "cached"},
         tags=tuple(m["tags"]),
         pii_entities=tuple(m["pii_entities"]),
+        cached=bool(m["cached"]),
     )
 
 

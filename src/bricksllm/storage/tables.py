@@ -110,9 +110,28 @@ events = sa.Table(
     _text("custom_id"),
     sa.Column("action", sa.String(), nullable=False, server_default=""),  # a PII policy's verdict
     sa.Column("pii_entities", Json, nullable=False, server_default="[]"),  # entity types, never values
+    sa.Column("route_id", sa.String(), nullable=False, server_default=""),  # a route call's route
+    sa.Column("route_step", sa.Integer(), nullable=False, server_default="-1"),  # the step that answered
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),  # upstream requests made
+    sa.Column("cached", sa.Boolean(), nullable=False, server_default=sa.false()),  # answered from the cache
     sa.Index("ix_events_created_at", "created_at"),
     sa.Index("ix_events_key_id_created_at", "key_id", "created_at"),
     sa.Index("ix_events_custom_id", "custom_id"),
+)
+
+routes = sa.Table(
+    "routes",
+    metadata,
+    _text("id", primary_key=True),
+    _text("name"),
+    _text("path"),  # served at /api/routes{path}
+    _json("key_ids"),
+    _json("steps"),  # [{provider, model, setting_id, retries, retry_interval, timeout, params}]
+    _text("retry_strategy"),
+    _json("cache_config"),  # {enabled, ttl}
+    _bigint("created_at"),
+    _bigint("updated_at"),
+    sa.UniqueConstraint("path", name="uq_routes_path"),
 )
 
 # One row (id = 1). Every configuration write increments it in the same transaction, so a

@@ -103,6 +103,15 @@ CATALOGUE: tuple[Metric, ...] = (
     _m("pii.engine_failures", "counter", ("engine", "mode"),
        "Calls to the optional PII engine that failed or timed out; `mode` is the policy's open or "
        "closed failure mode."),
+    # --- routes (retries, failover, cache) ---
+    _m("routes.step_skipped", "counter", (),
+       "Route steps skipped because their upstream's circuit breaker is open."),
+    _m("routes.all_steps_failed", "counter", (),
+       "Route calls whose every step failed (the client got the last error)."),
+    _m("routes.breaker_unavailable", "counter", (),
+       "Circuit-breaker reads or writes that could not reach Redis (the step is tried)."),
+    _m("routes.cache_unavailable", "counter", (),
+       "Response-cache reads or writes that could not reach Redis (the call goes upstream)."),
     # --- the admin API ---
     _m("admin.requests", "counter", ("route", "method", "status"),
        "Admin API requests by route pattern (e.g. /api/key-management/keys/{keyId}), method and status."),

@@ -78,6 +78,7 @@ export const paths = {
   settings: "/api/provider-settings",
   custom: "/api/custom/providers",
   policies: "/api/policies",
+  routes: "/api/routes",
   events: "/api/events",
   report: "/api/reporting/events",
   keyUsage: "/api/reporting/keys",

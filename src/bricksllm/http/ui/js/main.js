@@ -12,6 +12,7 @@ import * as key from "./pages/key.js";
 import * as keys from "./pages/keys.js";
 import * as overview from "./pages/overview.js";
 import * as policies from "./pages/policies.js";
+import * as routes from "./pages/routes.js";
 import * as settings from "./pages/settings.js";
 
 const ROUTES = [
@@ -22,6 +23,7 @@ const ROUTES = [
   [/^\/events$/, events, "#/events"],
   [/^\/custom-providers$/, customProviders, "#/custom-providers"],
   [/^\/policies$/, policies, "#/policies"],
+  [/^\/routes$/, routes, "#/routes"],
 ];
 
 const main = document.getElementById("main");
