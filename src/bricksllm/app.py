@@ -41,6 +41,7 @@ from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
+from bricksllm.telemetry.request_log import RequestLogger
 from bricksllm.upstream.aiohttp_client import AiohttpUpstream
 from bricksllm.upstream.fast import FastUpstream
 from bricksllm.upstream.proxies import Proxies
@@ -174,6 +175,8 @@ class Gateway:
             transforms=[pii],
             answer_screen=pii,
             clock=self.clock,
+            observers=(RequestLogger(bodies=s.log_bodies),),
+            capture_limit=s.log_body_max_bytes,
         )
         admin_app = create_admin_app(
             admin,
@@ -182,7 +185,8 @@ class Gateway:
             allowed_origins=s.admin_allowed_origins,
             more=policy_operations(policies),
         )
-        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
+        # the admin app logs its requests itself (http/admin_access_log.py)
+        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=False)
         if s.proxy_server == "fast":
             server = FastServer(self.proxy, _server_limits(s))
             self.proxy_port = await server.start(s.host, s.proxy_port, reuse_port=s.reuse_port)

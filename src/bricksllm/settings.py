@@ -97,6 +97,9 @@ class Settings:
     pii_engine_prefer: bool = False  # send entities both can find to the engine (Comprehend parity)
     amazon_region: str = "us-west-2"  # Comprehend; credentials from AWS's usual chain
     amazon_endpoint_url: str = ""
+    log_format: str = "auto"  # auto (JSON unless stderr is a terminal) | json | console
+    log_bodies: bool = False  # put captured request/response bodies in the request log lines too
+    log_body_max_bytes: int = 64 * 1024  # bytes of a body kept by shouldLogRequest/shouldLogResponse
 
     @property
     def admin_host(self) -> str:
@@ -253,4 +256,7 @@ class Settings:
             amazon_region=get("AMAZON_REGION", "us-west-2") or "us-west-2",
             amazon_endpoint_url=get("AMAZON_ENDPOINT_URL"),
             log_level=log_level,
+            log_format=choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
+            log_bodies=flag("LOG_BODIES", False),
+            log_body_max_bytes=integer("LOG_BODY_MAX_BYTES", 64 * 1024, 0),
         )

@@ -55,7 +55,8 @@ from bricksllm.services.exchange import Inbound, Reply
 from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
-from bricksllm.services.proxy_record import EventSink, Recorder
+from bricksllm.services.proxy_record import EventSink, Observer, Recorder
+from bricksllm.services.proxy_trace import Trace, correlation_id
 
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
@@ -114,6 +115,7 @@ class Call:
     custom_id: str
     created_at: int
     started: float
+    trace: Trace
 
 
 class ProxyService:
@@ -131,6 +133,8 @@ class ProxyService:
         transforms: Sequence[RequestTransform] = (),
         answer_screen: AnswerScreen | None = None,
         clock: Callable[[], float] = time.time,
+        observers: Sequence[Observer] = (),
+        capture_limit: int = 64 * 1024,
     ) -> None:
         self._config = config
         self._limits = limits
@@ -142,7 +146,7 @@ class ProxyService:
         self._transforms = transforms
         self._answer_screen = answer_screen
         self._clock = clock
-        self._recorder = Recorder(events, metrics)
+        self._recorder = Recorder(events, metrics, tuple(observers), capture_limit)
 
     async def handle(self, inbound: Inbound) -> Reply:
         started = time.perf_counter()
@@ -154,10 +158,12 @@ class ProxyService:
         target: Target | None = None
         view: RequestView | None = None
         admitted: Admitted | None = None
+        trace = Trace(correlation_id(inbound.headers), self._recorder.capture_limit)
         try:
             path = self._path(inbound.path)
             key = self._authenticate(inbound.headers, created_at)
             provider, match = self._resolve(inbound.method, path)
+            trace.route = match.endpoint.pattern
             target = self._target(key, provider, match, inbound.method, path)
             timeout = self._timeout(inbound.headers)
             view = await self._read(target, inbound)
@@ -166,17 +172,20 @@ class ProxyService:
             view = target.kind.prepare(view)
             admitted = await self._limits.admit(key)
         except BricksError as exc:
+            trace.error = exc
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted
             if isinstance(exc, PolicyBlocked) and view is not None:
                 view = dataclasses.replace(view, action="blocked", findings=exc.findings)
             provider = provider or self._registry.owner(path)  # a built-in's error shape even before
             self._recorder.record(  # its route is resolved (custom providers reveal nothing to strangers)
-                inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status
-            )
-            return self._error_reply(provider, exc, admitted)
-        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, started)
-        return await self._forward(call, inbound, seconds=timeout)
+                inbound.method, path, custom_id, created_at, started, key, provider, view, exc.status,
+                trace=trace,
+            )  # fmt: skip
+            return trace.tag(self._error_reply(provider, exc, admitted))
+        trace.capturing(key.should_log_response)
+        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, started, trace)
+        return trace.tag(await self._forward(call, inbound, seconds=timeout))
 
     # --- before forwarding -------------------------------------------------------------------
 
@@ -268,8 +277,11 @@ class ProxyService:
             seconds,
         )
         try:
+            call.trace.forwarded()
             response = await self._upstream.send(request)
+            call.trace.answered()
         except UpstreamError as exc:
+            call.trace.error = exc
             await self._finish(call, exc.status, Metered(), billable=False)
             return self._error_reply(target.provider, exc, call.admitted)
         return await self._answer(call, response)
@@ -286,6 +298,7 @@ class ProxyService:
             try:
                 body = await response.read(int(length))
             except UpstreamError as exc:
+                call.trace.error = exc
                 await self._finish(call, exc.status, Metered(), billable=False)
                 return self._error_reply(call.target.provider, exc, call.admitted)
             finally:
@@ -297,12 +310,14 @@ class ProxyService:
                 try:
                     answer, view = await self._answer_screen.answer(call.key, call.target, call.view, answer)
                 except BricksError as exc:  # the answer is refused, but it was generated: billed
+                    call.trace.error = exc
                     if isinstance(exc, PolicyBlocked):
                         call = dataclasses.replace(call, view=dataclasses.replace(
                             call.view, action="blocked", findings=exc.findings))  # fmt: skip
                     await self._finish(call, exc.status, metered, billable=True)
                     return self._error_reply(call.target.provider, exc, call.admitted)
                 call = dataclasses.replace(call, view=view)
+            call.trace.relay(answer)
             await self._finish(call, status, metered, billable=billable)
             return Reply(status, headers, answer)
         if length.isdigit() and content_type != SSE:
@@ -328,6 +343,7 @@ class ProxyService:
                 if meter.done:
                     break
                 if sent:
+                    call.trace.relay(sent)
                     yield sent
                 sent = b""
             rest, metered = meter.finish()
@@ -335,6 +351,7 @@ class ProxyService:
                 status = 502
                 rest += call.target.provider.stream_error(metered.failure)
             settled = True
+            call.trace.relay(sent + rest)
             await self._finish(call, status, metered, billable=billable)
             if sent or rest:
                 yield sent + rest
@@ -373,7 +390,7 @@ class ProxyService:
             await self._limits.settle(call.key, call.admitted, micros)
         self._recorder.record(
             call.method, call.path, call.custom_id, call.created_at, call.started,
-            call.key, call.target.provider, call.view, status, usage or Usage(), micros,
+            call.key, call.target.provider, call.view, status, usage or Usage(), micros, trace=call.trace,
         )  # fmt: skip
 
     # --- replies and events ----------------------------------------------------------------------

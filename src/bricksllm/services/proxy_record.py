@@ -13,6 +13,7 @@ from typing import Protocol
 from bricksllm.domain.models import Event, Key, Usage
 from bricksllm.ports import Metrics
 from bricksllm.providers.base import Provider, RequestView
+from bricksllm.services.proxy_trace import Trace, reason
 
 # What an event keeps of request-derived text (a client controls it; events are kept for good).
 MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
@@ -34,6 +35,11 @@ class Outcome:
 
     event: Event
     stored: bool  # False when the event was not recorded (anonymous refusals over their rate)
+    reason: str = ""  # why it was refused or failed (`proxy_trace.reason`); "" when answered
+    route: str = ""  # the endpoint pattern, e.g. /api/providers/openai/v1/chat/completions
+    upstream_ms: float | None = None  # from sending upstream to the end of its answer; None: not sent
+    ttfb_ms: float | None = None  # streams: from sending upstream to the answer's first byte
+    overhead_ms: float | None = None  # the gateway's own time: total latency minus upstream_ms
 
 
 class Observer(Protocol):
@@ -43,10 +49,17 @@ class Observer(Protocol):
 
 
 class Recorder:
-    def __init__(self, events: EventSink, metrics: Metrics, observers: tuple[Observer, ...] = ()) -> None:
+    def __init__(
+        self,
+        events: EventSink,
+        metrics: Metrics,
+        observers: tuple[Observer, ...] = (),
+        capture_limit: int = 64 * 1024,
+    ) -> None:
         self._events = events
         self._metrics = metrics
         self._observers = observers
+        self.capture_limit = capture_limit  # bytes of a body kept for keys that capture them
         # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
         self._event_prefix = secrets.token_hex(8)
         self._event_seq = itertools.count(1)
@@ -65,12 +78,20 @@ class Recorder:
         status: int,
         usage: Usage | None = None,
         micros: int = 0,
+        trace: Trace | None = None,
     ) -> None:
         stored = key is not None or self._anonymous.take(time.monotonic())
         if not stored and not self._observers:
             self._metrics.incr("events.anonymous_not_recorded")
             return
         usage = usage or Usage()
+        trace = trace or Trace("")
+        ended = time.perf_counter()
+        request_body = response_body = ""
+        if key is not None and key.should_log_request and view is not None and view.action != "blocked":
+            request_body = _text(view.body[: self.capture_limit])
+        if trace.relayed:
+            response_body = _text(trace.relayed)
         event = Event(
             id=f"{self._event_prefix}-{next(self._event_seq):x}",
             created_at=created_at,
@@ -84,19 +105,45 @@ class Recorder:
             cost_micros=micros,
             prompt_token_count=usage.prompt_tokens,
             completion_token_count=usage.completion_tokens,
-            latency_in_ms=int((time.perf_counter() - started) * 1000),
+            latency_in_ms=int((ended - started) * 1000),
             custom_id=custom_id[:MAX_EVENT_TEXT],
             action=view.action if view else "",
             pii_entities=view.findings if view else (),
+            correlation_id=trace.correlation_id,
+            request_body=request_body,
+            response_body=response_body,
         )
         if stored:
             self._events.record(event)
         else:
             self._metrics.incr("events.anonymous_not_recorded")
         if self._observers:
-            outcome = Outcome(event, stored)
+            outcome = _outcome(event, stored, trace, started, ended, view is not None and view.stream)
             for observer in self._observers:
                 observer.observe(outcome)
+
+
+def _text(body: bytes | bytearray) -> str:
+    """A captured body as text (JSON, SSE and form fields are text; other bytes are replaced)."""
+    return bytes(body).decode("utf-8", "replace")
+
+
+def _outcome(event: Event, stored: bool, trace: Trace, started: float, ended: float, stream: bool) -> Outcome:
+    total_ms = (ended - started) * 1000
+    upstream_ms = ttfb_ms = None
+    if trace.forwarded_at:
+        upstream_ms = (ended - trace.forwarded_at) * 1000
+        if stream and trace.answered_at:
+            ttfb_ms = (trace.answered_at - trace.forwarded_at) * 1000
+    return Outcome(
+        event,
+        stored,
+        reason=reason(trace.error) if trace.error is not None else "",
+        route=trace.route,
+        upstream_ms=upstream_ms,
+        ttfb_ms=ttfb_ms,
+        overhead_ms=total_ms - upstream_ms if upstream_ms is not None else total_ms,
+    )
 
 
 class TokenBucket:
