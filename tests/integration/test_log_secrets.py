@@ -43,9 +43,8 @@ async def _flow(http: aiohttp.ClientSession, admin: str, proxy: str, upstream: s
             assert r.status == 200, await r.text()
             return await r.json()
 
-    setting = await call(
-        "PUT", "/api/provider-settings", {"provider": "openai", "setting": {"apikey": UPSTREAM_KEY, "url": upstream}}
-    )
+    credentials = {"apikey": UPSTREAM_KEY, "url": upstream}
+    setting = await call("PUT", "/api/provider-settings", {"provider": "openai", "setting": credentials})
     key = await call(
         "PUT",
         "/api/key-management/keys",
