@@ -97,7 +97,8 @@ def run(mode: str, lines: int, kbps: int) -> None:
     reader.join()
     drained = time.perf_counter() - started
     print(
-        f"{mode:6} {lines} lines, {received[0] / lines:.0f} B each: event loop {spent / lines * 1e6:.1f} µs/line, "
+        f"{mode:6} {lines} lines, {received[0] / lines:.0f} B each: "
+        f"event loop {spent / lines * 1e6:.1f} µs/line, "
         f"worst loop stall {worst * 1000:.1f} ms, handed over in {written:.2f} s, read in {drained:.2f} s"
     )
 
