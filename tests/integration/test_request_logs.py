@@ -241,3 +241,23 @@ async def test_a_stream_is_captured_as_the_text_relayed_and_capped(
     [_, line] = log_lines("bricksllm.requests")  # LOG_BODIES: the captured bodies are in the line
     assert json.loads(line["request_body"])["model"] == "gpt-4o-mini"
     assert line["response_body"] == relayed.decode()[:300]
+
+
+async def test_a_flood_of_anonymous_refusals_is_counted_not_logged_line_by_line(
+    gateway: Running, mock_openai: MockOpenAI, log_lines: Lines
+) -> None:
+    await gateway.create_key(await gateway.create_setting(mock_openai.url))
+    for _ in range(300):
+        async with gateway.http.get(gateway.openai_base + "/models") as resp:
+            assert resp.status == 401
+    assert (await _chat(gateway))[0] == 200
+    lines = log_lines("bricksllm.requests")
+    refusals = [line for line in lines if line.get("status") == 401]
+    summaries = [line for line in lines if "unlogged" in line]
+    await gateway.flush_events()
+    _, events = await gateway.admin("GET", "/api/events?status=401&limit=1000")
+    assert 100 <= len(refusals) < 300  # the burst of the events' bucket, and what it refilled
+    assert {e["correlation_id"] for e in events} == {line["correlation_id"] for line in refusals}
+    assert summaries and all(s["level"] == "warning" for s in summaries)
+    assert sum(s["unlogged"] for s in summaries) == 300 - len(refusals)  # each one counted
+    assert lines[-1]["status"] == 200

@@ -6,6 +6,10 @@ status, reason, latency_ms, upstream_ms, ttfb_ms (streams), overhead_ms, prompt_
 completion_tokens, cost_micros. Never a key secret, a credential or a header; a prompt or a
 completion only with LOG_BODIES=true, and then only the bodies a key captures
 (shouldLogRequest / shouldLogResponse) as `request_body` / `response_body`.
+
+Refusals of callers without a valid key beyond the rate at which their events are recorded
+(`proxy_record.ANONYMOUS_EVENTS_PER_SECOND`) are not logged one by one either: a flood of them
+must not fill the operator's disk. The next line logged is preceded by one that counts them.
 """
 
 from __future__ import annotations
@@ -26,10 +30,21 @@ class RequestLogger:
     def __init__(self, *, bodies: bool = False, logger: logging.Logger = log) -> None:
         self._bodies = bodies
         self._log = logger
+        self._unlogged = 0  # anonymous refusals skipped since the last line
 
     def observe(self, outcome: Outcome) -> None:
         if not self._log.isEnabledFor(logging.INFO):
             return
+        if not outcome.stored:
+            self._unlogged += 1
+            return
+        if self._unlogged:
+            self._log.warning(
+                "%d refused requests without a valid key were not logged (a flood)",
+                self._unlogged,
+                extra={"unlogged": self._unlogged},
+            )
+            self._unlogged = 0
         e = outcome.event
         fields: dict[str, Any] = {
             "correlation_id": e.correlation_id,
