@@ -261,3 +261,26 @@ async def test_a_flood_of_anonymous_refusals_is_counted_not_logged_line_by_line(
     assert summaries and all(s["level"] == "warning" for s in summaries)
     assert sum(s["unlogged"] for s in summaries) == 300 - len(refusals)  # each one counted
     assert lines[-1]["status"] == 200
+
+
+async def test_capture_keeps_what_a_pii_policy_removed_out(
+    gateway: Running, mock_openai: MockOpenAI, log_lines: Lines
+) -> None:
+    rules = {"credit_debit_number": "block", "email": "allow_but_redact"}
+    status, created = await gateway.admin("POST", "/api/policies", {"name": "p", "config": {"rules": rules}})
+    assert status == 200, created
+    setting_id = await gateway.create_setting(mock_openai.url)
+    await gateway.create_key(
+        setting_id, policyId=created["id"], shouldLogRequest=True, shouldLogResponse=True
+    )
+    email, card = "jane.doe@example.com", "4111 1111 1111 1111"
+    redacted = {**CHAT, "messages": [{"role": "user", "content": f"mail {email}"}]}
+    _, headers, _ = await _chat(gateway, redacted)
+    event = await _event(gateway, headers["x-bricksllm-request-id"], bodies=True)
+    assert "mail [EMAIL]" in event["request_body"] and email not in event["request_body"]  # as forwarded
+    blocked = {**CHAT, "messages": [{"role": "user", "content": f"pay with {card}"}]}
+    status, headers, _ = await _chat(gateway, blocked)
+    assert status == 403
+    event = await _event(gateway, headers["x-bricksllm-request-id"], bodies=True)
+    assert (event["action"], event["request_body"], event["response_body"]) == ("blocked", "", "")
+    assert log_lines("bricksllm.requests")[-1]["reason"] == "pii_blocked"
