@@ -86,6 +86,9 @@ async def test_events_have_the_reference_fields(admin: Admin) -> None:
         "custom_id": "c1",
         "action": "",
         "pii_entities": [],
+        "correlation_id": "",
+        "request_body": None,  # captured bodies: only with includeBodies=true
+        "response_body": None,
     }
 
 
