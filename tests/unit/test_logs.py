@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
+import threading
 
 import pytest
 from multidict import CIMultiDict
@@ -164,3 +166,46 @@ def test_the_answer_is_kept_up_to_the_limit_only_when_asked() -> None:
         trace.relay(part)
     assert trace.relayed == b"data: abcd"
     assert Trace("id", capture_limit=0).capturing(True).relayed is None  # LOG_BODY_MAX_BYTES=0
+
+
+def test_an_output_nobody_reads_neither_blocks_logging_nor_shutdown() -> None:
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stream:
+        configured = configure("INFO", "json", stream, capacity=100)
+        log = logging.getLogger("bricksllm.burst")
+        for i in range(2000):  # ~2 MB: far beyond the pipe's buffer and the queue
+            log.info("line %d %s", i, "x" * 1000)  # returns: records beyond the queue are dropped
+        lines: list[dict[str, object]] = []
+
+        def drain() -> None:
+            with os.fdopen(read_fd, "rb") as pipe:
+                lines.extend(json.loads(line) for line in pipe)
+
+        reader = threading.Thread(target=drain)
+        reader.start()  # the output moves again
+        closing = threading.Thread(target=configured.close)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive()
+    reader.join(30)
+    messages = [str(line["message"]) for line in lines]
+    written = sum(m.startswith("line ") for m in messages)
+    summaries = [line for line in lines if line["logger"] == "bricksllm.logs"]
+    assert summaries and all(s["level"] == "warning" for s in summaries)
+    assert (
+        written + sum(int(str(s["dropped"])) for s in summaries) == 2000
+    )  # every record: written or counted
+    assert 0 < written < 2000 and lines[-1] is summaries[-1]  # the last count: written at shutdown
+
+
+def test_shutdown_gives_up_on_an_output_that_stays_blocked() -> None:
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stream:
+        configured = configure("INFO", "json", stream, capacity=10)
+        for _ in range(200):
+            logging.getLogger("bricksllm.burst").info("x" * 1000)
+        closing = threading.Thread(target=configured.close, kwargs={"timeout": 0.2})
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive()  # the writer thread is left blocked (a daemon)
+    os.close(read_fd)  # the blocked write fails (EPIPE): the writer thread ends
