@@ -38,12 +38,13 @@ OUTCOME = Outcome(
 
 def slow_pipe(kbps: int) -> tuple[io.TextIOWrapper, threading.Thread, list[int]]:
     read_fd, write_fd = os.pipe()
-    received = [0]
+    received = [0, 0]  # bytes, lines
 
     def drain() -> None:
         with os.fdopen(read_fd, "rb") as pipe:
             while chunk := pipe.read1(4096) if hasattr(pipe, "read1") else pipe.read(4096):
                 received[0] += len(chunk)
+                received[1] += chunk.count(b"\n")
                 time.sleep(len(chunk) / (kbps * 1024))
 
     reader = threading.Thread(target=drain, daemon=True)
@@ -84,7 +85,7 @@ def run(mode: str, lines: int, kbps: int) -> None:
     if mode == "queue":
         configured = configure("INFO", "json", stream)
         spent, worst = asyncio.run(burst(lines))
-        configured.close()  # waits until the listener has written everything
+        configured.close(timeout=120)  # waits until the listener has written everything
     else:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(JsonFormatter())
@@ -97,7 +98,8 @@ def run(mode: str, lines: int, kbps: int) -> None:
     reader.join()
     drained = time.perf_counter() - started
     print(
-        f"{mode:6} {lines} lines, {received[0] / lines:.0f} B each: "
+        f"{mode:6} {lines} lines ({received[1]} written, the rest dropped), "
+        f"{received[0] / received[1]:.0f} B each: "
         f"event loop {spent / lines * 1e6:.1f} µs/line, "
         f"worst loop stall {worst * 1000:.1f} ms, handed over in {written:.2f} s, read in {drained:.2f} s"
     )
