@@ -47,6 +47,7 @@ from bricksllm.storage.redis_counters import RedisCounters
 from bricksllm.storage.redis_routes import RedisBreaker, RedisCache
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
+from bricksllm.telemetry.request_log import RequestLogger
 from bricksllm.telemetry.setup import telemetry_from_settings
 from bricksllm.upstream.aiohttp_client import AiohttpUpstream
 from bricksllm.upstream.fast import FastUpstream
@@ -188,7 +189,8 @@ class Gateway:
             transforms=[pii],
             answer_screen=pii,
             clock=self.clock,
-            observers=observers,
+            observers=(*observers, RequestLogger(bodies=s.log_bodies)),
+            capture_limit=s.log_body_max_bytes,
         )
         admin_app = create_admin_app(
             admin,
@@ -202,7 +204,8 @@ class Gateway:
             metrics=self.metrics if telemetry else None,
             exposition=telemetry if telemetry and telemetry.prometheus and s.metrics_port is None else None,
         )
-        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
+        # the admin app logs its requests itself (http/admin_access_log.py)
+        self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=False)
         if telemetry is not None and telemetry.prometheus is not None and s.metrics_port is not None:
             scrape = create_metrics_app(telemetry)
             self.metrics_port = await self._serve(stack, scrape, s.host, s.metrics_port, access_log=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 from bricksllm import __version__
 from bricksllm.errors import BricksError
 from bricksllm.settings import Settings, SettingsError
+from bricksllm.telemetry.logs import configure as configure_logging
 
 log = logging.getLogger("bricksllm")
 
@@ -144,20 +145,22 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"bricksllm: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # the drivers' DEBUG records carry SQL parameters (provider credentials): keep them quiet
-    for noisy in ("aiosqlite", "sqlalchemy", "asyncpg", "alembic"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    raise_file_limit()
-    workers = settings.workers or os.cpu_count() or 1
-    if workers > 1:
-        return _supervise(settings, workers, argv)
+    # JSON lines (or console lines on a terminal), written by a thread off the event loop; the
+    # drivers' DEBUG records carry SQL parameters (provider credentials) and are kept quiet
+    logs = configure_logging(settings.log_level, settings.log_format)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(_serve(settings))
-    except (OSError, BricksError) as exc:  # a port in use, a database or Redis that does not answer
-        print(f"bricksllm: cannot start: {exc}", file=sys.stderr)
-        return 1
+        raise_file_limit()
+        workers = settings.workers or os.cpu_count() or 1
+        if workers > 1:
+            return _supervise(settings, workers, argv)
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                return runner.run(_serve(settings))
+        except (OSError, BricksError) as exc:  # a port in use, a database or Redis that does not answer
+            log.error("cannot start: %s", exc)
+            return 1
+    finally:
+        logs.close()  # writes every record still queued
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -83,6 +83,8 @@ class EventQuery:
     statuses: tuple[tuple[int, int], ...] = ()  # half-open [low, high) ranges; any of them
     limit: int = 100
     offset: int = 0
+    correlation_id: str = ""  # the x-bricksllm-request-id of the request
+    include_bodies: bool = False  # also read the captured request and response bodies
 
 
 @dataclass(frozen=True, slots=True)

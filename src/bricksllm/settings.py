@@ -136,6 +136,9 @@ class Settings:
     route_breaker_cooldown: float = 30.0  # how long it is skipped
     route_cache_max_entries: int = 10_000  # the embedded cache (no Redis): an LRU bounded by these two
     route_cache_max_bytes: int = 256 * 1024 * 1024
+    log_format: str = "auto"  # auto (JSON unless stderr is a terminal) | json | console
+    log_bodies: bool = False  # put captured request/response bodies in the request log lines too
+    log_body_max_bytes: int = 64 * 1024  # bytes of a body kept by shouldLogRequest/shouldLogResponse
 
     @property
     def admin_host(self) -> str:
@@ -324,4 +327,7 @@ class Settings:
             route_breaker_cooldown=duration("ROUTE_BREAKER_COOLDOWN", 30.0),
             route_cache_max_entries=integer("ROUTE_CACHE_MAX_ENTRIES", 10_000, 1),
             route_cache_max_bytes=integer("ROUTE_CACHE_MAX_BYTES", 256 * 1024 * 1024, 1024),
+            log_format=choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
+            log_bodies=flag("LOG_BODIES", False),
+            log_body_max_bytes=integer("LOG_BODY_MAX_BYTES", 64 * 1024, 0),
         )

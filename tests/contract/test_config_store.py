@@ -49,6 +49,8 @@ def full_key(key_id: str = "key-1", key_hash: str = "hash-1", created_at: int = 
         ttl="48h",
         ttl_seconds=172_800,
         allowed_paths=(PathConfig(path="/api/providers/openai/v1/chat/completions", method="POST"),),
+        should_log_request=True,
+        should_log_response=True,
     )
 
 

@@ -350,3 +350,16 @@ async def test_a_policy_verdict_round_trips(stores: SqlStores) -> None:
     await stores.events.insert_events([screened])
     [stored] = await stores.events.query_events(EventQuery(key_ids=(E1.key_id,)))
     assert stored == screened
+
+
+async def test_correlation_id_and_captured_bodies(stores: SqlStores) -> None:
+    captured = dataclasses.replace(
+        E1, id="b1", correlation_id="req-7", request_body='{"a":"\x00é"}', response_body="data: x\n\n"
+    )
+    await stores.events.insert_events([captured, dataclasses.replace(E2, correlation_id="req-8")])
+    [listed] = await stores.events.query_events(EventQuery(correlation_id="req-7"))
+    assert listed == dataclasses.replace(captured, request_body="", response_body="")  # bodies not read
+    [full] = await stores.events.query_events(EventQuery(correlation_id="req-7", include_bodies=True))
+    assert full == dataclasses.replace(captured, request_body='{"a":"\\x00é"}')  # NUL stored escaped
+    assert await stores.events.count_events(EventQuery(correlation_id="req-8")) == 1
+    assert await stores.events.query_events(EventQuery(correlation_id="req")) == []  # exact match only

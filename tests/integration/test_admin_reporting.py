@@ -90,6 +90,9 @@ async def test_events_have_the_reference_fields(admin: Admin) -> None:
         "route_step": -1,
         "attempts": 0,
         "cached": False,
+        "correlation_id": "",
+        "request_body": None,  # captured bodies: only with includeBodies=true
+        "response_body": None,
     }
 
 

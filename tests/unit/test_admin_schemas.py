@@ -113,7 +113,8 @@ def test_int_is_accepted_where_a_float_is_expected() -> None:
 KEY_FIELDS = {
     "keyId", "name", "tags", "settingId", "settingIds", "revoked", "revokedReason", "costLimitInUsd",
     "costLimitInUsdOverTime", "costLimitInUsdUnit", "rateLimitOverTime", "rateLimitUnit", "ttl",
-    "allowedPaths", "createdAt", "updatedAt", "expiresAt", "policyId",
+    "allowedPaths", "createdAt", "updatedAt", "expiresAt", "policyId", "shouldLogRequest",
+    "shouldLogResponse",
 }  # fmt: skip
 
 

@@ -56,6 +56,8 @@ class Key:
     ttl_seconds: int = 0
     allowed_paths: tuple[PathConfig, ...] = ()
     policy_id: str = ""  # a PII policy screening every request of the key; "" = none
+    should_log_request: bool = False  # store each request's body with its event (capped)
+    should_log_response: bool = False  # store each answer's body (streams: the text relayed)
 
     @property
     def all_setting_ids(self) -> tuple[str, ...]:
@@ -181,3 +183,6 @@ class Event:
     route_step: int = -1  # the upstream requests made, and whether the cache answered
     attempts: int = 0
     cached: bool = False
+    correlation_id: str = ""  # x-bricksllm-request-id: the same in the reply, the log line and here
+    request_body: str = ""  # captured for keys with should_log_request (capped); else ""
+    response_body: str = ""  # captured for keys with should_log_response (capped); else ""

@@ -20,6 +20,7 @@ from multidict import MultiMapping
 from bricksllm import __version__
 from bricksllm.domain.models import micros_to_usd
 from bricksllm.errors import Invalid
+from bricksllm.http.admin_access_log import AccessLogMiddleware
 from bricksllm.http.admin_auth import AdminAuthMiddleware
 from bricksllm.http.admin_guard import AdminGuard
 from bricksllm.http.admin_input import StorableInputMiddleware
@@ -169,9 +170,12 @@ class AdminHandlers:
             statuses=status_ranges(q, "status"),
             limit=100 if limit is None else limit,
             offset=offset or 0,
+            correlation_id=q.get("correlationId", "").strip(),
+            include_bodies=flag(q, "includeBodies"),
         )
         count = flag(q, "returnCount")
-        response = json_response([EventOut.from_domain(e) for e in await self.service.list_events(query)])
+        events = await self.service.list_events(query)
+        response = json_response([EventOut.from_domain(e, bodies=query.include_bodies) for e in events])
         if count:
             response.headers[TOTAL_COUNT] = str(await self.service.count_events(query))
         return response
@@ -222,6 +226,12 @@ _EVENT_FILTERS = (
     Param(
         "returnCount",
         "also answer the number of matching events in X-Total-Count",
+        schema={"type": "boolean", "default": False},
+    ),
+    Param("correlationId", "the x-bricksllm-request-id of the request"),
+    Param(
+        "includeBodies",
+        "also answer the captured request and response bodies",
         schema={"type": "boolean", "default": False},
     ),
     Param("limit", "page size", schema={"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
@@ -288,13 +298,14 @@ def create_admin_app(
         loopback_only=not admin_pass, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
     )
     middlewares: list[Middleware] = [
+        AccessLogMiddleware(),
         ProblemMiddleware(),
         guard,
         AdminAuthMiddleware(admin_pass),
         StorableInputMiddleware(),
     ]
-    if metrics is not None:  # outermost: it sees the status of the problem responses too
-        middlewares.insert(0, AdminMetricsMiddleware(metrics))
+    if metrics is not None:  # outside the problem middleware: it sees the status of problem responses
+        middlewares.insert(1, AdminMetricsMiddleware(metrics))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     operations = [*_operations(AdminHandlers(service)), *more]
     document = build_document(operations, title="bricksllm admin API", version=__version__)

@@ -121,6 +121,8 @@ _KEY_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "ttl": ("ttl", _as_is),
     "allowed_paths": ("allowed_paths", lambda ps: tuple(PathConfig(p.path, p.method) for p in ps)),
     "policy_id": ("policy_id", _as_is),
+    "should_log_request": ("should_log_request", _as_is),
+    "should_log_response": ("should_log_response", _as_is),
 }
 
 
@@ -141,6 +143,8 @@ class KeyPatch(CamelRequest):
     ttl: Ttl = ""
     allowed_paths: list[PathConfigIn] = []
     policy_id: str = Field("", description='the PII policy screening this key\'s requests; "" = none')
+    should_log_request: bool = Field(False, description="store each request's body with its event")
+    should_log_response: bool = Field(False, description="store each answer's body with its event")
 
     def to_fields(self) -> KeyFields:
         """The fields present in the request, in domain names and units."""
@@ -180,6 +184,8 @@ class KeyOut(CamelResponse):
     ttl: str
     allowed_paths: list[PathConfigOut]
     policy_id: str
+    should_log_request: bool = False
+    should_log_response: bool = False
     created_at: int
     updated_at: int
     expires_at: int | None = Field(description="unix seconds when the ttl runs out; null = never")
@@ -202,6 +208,8 @@ class KeyOut(CamelResponse):
             ttl=key.ttl,
             allowed_paths=[PathConfigOut(path=p.path, method=p.method) for p in key.allowed_paths],
             policy_id=key.policy_id,
+            should_log_request=key.should_log_request,
+            should_log_response=key.should_log_response,
             created_at=key.created_at,
             updated_at=key.updated_at,
             expires_at=key.expires_at(),
@@ -321,9 +329,16 @@ class EventOut(Response):
     route_step: int = Field(-1, description="index of the route step that answered (-1 = none)")
     attempts: int = Field(0, description="upstream requests a route call made (0 = a cache hit)")
     cached: bool = Field(False, description="answered from the route's cache (cost 0)")
+    correlation_id: str = Field("", description="the x-bricksllm-request-id of the request and its reply")
+    request_body: str | None = Field(
+        None, description="the captured request body (shouldLogRequest); only with includeBodies=true"
+    )
+    response_body: str | None = Field(
+        None, description="the captured answer (shouldLogResponse); only with includeBodies=true"
+    )
 
     @classmethod
-    def from_domain(cls, e: Event) -> EventOut:
+    def from_domain(cls, e: Event, *, bodies: bool = False) -> EventOut:
         return cls(
             id=e.id,
             created_at=e.created_at,
@@ -345,6 +360,9 @@ class EventOut(Response):
             route_step=e.route_step,
             attempts=e.attempts,
             cached=e.cached,
+            correlation_id=e.correlation_id,
+            request_body=e.request_body if bodies else None,
+            response_body=e.response_body if bodies else None,
         )
 
 

@@ -59,6 +59,8 @@ class KeyFields(TypedDict, total=False):
     ttl: str
     allowed_paths: tuple[PathConfig, ...]
     policy_id: str
+    should_log_request: bool
+    should_log_response: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

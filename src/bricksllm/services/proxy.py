@@ -57,6 +57,7 @@ from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
 from bricksllm.services.proxy_record import EventSink, Observer, Recorder, Timing
+from bricksllm.services.proxy_trace import Trace, correlation_id
 
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
@@ -115,6 +116,7 @@ class Call:
     custom_id: str
     created_at: int
     timing: Timing
+    trace: Trace
     route_mark: RouteMark | None = None  # a route call (services.routes): kept on its event
 
 
@@ -134,6 +136,7 @@ class ProxyService:
         answer_screen: AnswerScreen | None = None,
         clock: Callable[[], float] = time.time,
         observers: Sequence[Observer] = (),
+        capture_limit: int = 64 * 1024,
     ) -> None:
         self._config = config
         self._limits = limits
@@ -145,17 +148,18 @@ class ProxyService:
         self._transforms = transforms
         self._answer_screen = answer_screen
         self._clock = clock
-        self._recorder = Recorder(events, metrics, tuple(observers))
+        self._recorder = Recorder(events, metrics, tuple(observers), capture_limit)
 
     async def handle(self, inbound: Inbound) -> Reply:
         timing = Timing(time.perf_counter())
-        reply = await self._handle(inbound, timing)
+        trace = Trace(correlation_id(inbound.headers), self._recorder.capture_limit)
+        reply = await self._handle(inbound, timing, trace)
         if reply.stream is not None:
             timing.replied = time.perf_counter()
-        reply.headers.append(timing.overhead_header())
+        reply.headers.extend((timing.overhead_header(), trace.header()))
         return reply
 
-    async def _handle(self, inbound: Inbound, timing: Timing) -> Reply:
+    async def _handle(self, inbound: Inbound, timing: Timing, trace: Trace) -> Reply:
         created_at = int(self._clock())
         custom_id = inbound.headers.get("X-CUSTOM-EVENT-ID", "")
         path = inbound.path
@@ -188,10 +192,11 @@ class ProxyService:
                 match = (self._registry.resolve(inbound.method, path, {}) or (provider, None))[1]
             self._recorder.record(
                 inbound.method, path, custom_id, created_at, timing, key, provider, view, exc.status,
-                reason=exc.reason, route=match.endpoint.pattern if match else "",
+                reason=exc.reason, route=match.endpoint.pattern if match else "", trace=trace,
             )  # fmt: skip
             return self._error_reply(provider, exc, admitted)
-        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, timing)
+        trace.capturing(key.should_log_response)
+        call = Call(key, target, view, admitted, inbound.method, path, custom_id, created_at, timing, trace)
         return await self._forward(call, inbound, seconds=timeout)
 
     # --- before forwarding -------------------------------------------------------------------
@@ -322,6 +327,7 @@ class ProxyService:
                     await self._finish(call, exc.status, metered, billable=True, reason=exc.reason)
                     return self._error_reply(call.target.provider, exc, call.admitted)
                 call = dataclasses.replace(call, view=view)
+            call.trace.relay(answer)
             await self._finish(call, status, metered, billable=billable)
             return Reply(status, headers, answer)
         if length.isdigit() and content_type != SSE:
@@ -348,6 +354,7 @@ class ProxyService:
                 if meter.done:
                     break
                 if sent:
+                    call.trace.relay(sent)
                     yield sent
                 sent = b""
             call.timing.done = time.perf_counter()
@@ -356,6 +363,7 @@ class ProxyService:
                 status, reason = 502, "upstream_error"
                 rest += call.target.provider.stream_error(metered.failure)
             settled = True
+            call.trace.relay(sent + rest)
             await self._finish(call, status, metered, billable=billable, reason=reason)
             if sent or rest:
                 yield sent + rest
@@ -399,6 +407,7 @@ class ProxyService:
             call.method, call.path, call.custom_id, call.created_at, call.timing,
             call.key, call.target.provider, call.view, status, usage or Usage(), micros,
             reason=reason, route=call.target.match.endpoint.pattern, route_mark=call.route_mark,
+            trace=call.trace,
         )  # fmt: skip
 
     # --- the stages `services.routes` shares --------------------------------------------------

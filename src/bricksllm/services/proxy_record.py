@@ -15,6 +15,7 @@ from bricksllm.domain.models import Event, Key, Usage
 from bricksllm.domain.routes import RouteMark
 from bricksllm.ports import Metrics
 from bricksllm.providers.base import Provider, RequestView
+from bricksllm.services.proxy_trace import Trace
 
 # What an event keeps of request-derived text (a client controls it; events are kept for good).
 MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
@@ -81,10 +82,17 @@ class Observer(Protocol):
 
 
 class Recorder:
-    def __init__(self, events: EventSink, metrics: Metrics, observers: tuple[Observer, ...] = ()) -> None:
+    def __init__(
+        self,
+        events: EventSink,
+        metrics: Metrics,
+        observers: tuple[Observer, ...] = (),
+        capture_limit: int = 64 * 1024,
+    ) -> None:
         self._events = events
         self._metrics = metrics
         self._observers = observers
+        self.capture_limit = capture_limit  # bytes of a body kept for keys that capture them
         # Event ids: a random per-process prefix and a counter (uuid4 cost ~5 % of a request).
         self._event_prefix = secrets.token_hex(8)
         self._event_seq = itertools.count(1)
@@ -107,6 +115,7 @@ class Recorder:
         reason: str = "",
         route: str = "",
         route_mark: RouteMark | None = None,
+        trace: Trace | None = None,
     ) -> None:
         now = time.perf_counter()
         stored = key is not None or self._anonymous.take(time.monotonic())
@@ -114,6 +123,12 @@ class Recorder:
             self._metrics.incr("events.anonymous_not_recorded")
             return
         usage = usage or Usage()
+        trace = trace or Trace("")
+        request_body = response_body = ""
+        if key is not None and key.should_log_request and view is not None and view.action != "blocked":
+            request_body = _text(view.body[: self.capture_limit])
+        if trace.relayed:
+            response_body = _text(trace.relayed)
         event = Event(
             id=f"{self._event_prefix}-{next(self._event_seq):x}",
             created_at=created_at,
@@ -131,6 +146,9 @@ class Recorder:
             custom_id=custom_id[:MAX_EVENT_TEXT],
             action=view.action if view else "",
             pii_entities=view.findings if view else (),
+            correlation_id=trace.correlation_id,
+            request_body=request_body,
+            response_body=response_body,
         )
         if route_mark is not None:  # a call through a route (services.routes)
             event = dataclasses.replace(
@@ -150,6 +168,11 @@ class Recorder:
             outcome = Outcome(event, stored, reason, route, upstream, ttfb, timing.overhead_ms(now))
             for observer in self._observers:
                 observer.observe(outcome)
+
+
+def _text(body: bytes | bytearray) -> str:
+    """A captured body as text (JSON, SSE and form fields are text; other bytes are replaced)."""
+    return bytes(body).decode("utf-8", "replace")
 
 
 class TokenBucket:

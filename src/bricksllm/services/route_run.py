@@ -26,6 +26,7 @@ from bricksllm.services.exchange import Inbound, Reply
 from bricksllm.services.limits import Admitted
 from bricksllm.services.proxy import Call, Target
 from bricksllm.services.proxy_record import Timing
+from bricksllm.services.proxy_trace import Trace
 from bricksllm.services.route_answers import CachedAnswer, replay, tee
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class Run:
         custom_id: str,
         created_at: int,
         timing: Timing,
+        trace: Trace,
     ) -> None:
         self.s = service
         self.inbound = inbound
@@ -84,6 +86,7 @@ class Run:
         self.custom_id = custom_id
         self.created_at = created_at
         self.timing = timing
+        self.trace = trace
         self.attempts = 0
 
     def call(self, planned: Planned, view: RequestView | None = None, *, cached: bool = False) -> Call:
@@ -93,7 +96,7 @@ class Run:
         mark = RouteMark(self.route.id, planned.index, self.attempts, cached)
         return Call(
             self.key, planned.target, view, self.admitted, "POST", self.path, self.custom_id,
-            self.created_at, self.timing, mark,
+            self.created_at, self.timing, self.trace, mark,
         )  # fmt: skip
 
     async def serve(self, operation: str) -> Reply:

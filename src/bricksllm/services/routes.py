@@ -59,6 +59,7 @@ from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.proxy import ConfigSource, ProxyService, RequestTransform, Target, _json_object
 from bricksllm.services.proxy_headers import upstream_headers
 from bricksllm.services.proxy_record import Timing
+from bricksllm.services.proxy_trace import Trace, correlation_id
 from bricksllm.services.route_answers import Buffered, CachedAnswer, Primed
 from bricksllm.services.route_run import Failure, Planned, Run
 
@@ -102,13 +103,14 @@ class RouteService:
 
     async def handle(self, inbound: Inbound) -> Reply:
         timing = Timing(time.perf_counter())
-        reply = await self._handle(inbound, timing)
+        trace = Trace(correlation_id(inbound.headers), self.proxy.recorder.capture_limit)
+        reply = await self._handle(inbound, timing, trace)
         if reply.stream is not None:
             timing.replied = time.perf_counter()
-        reply.headers.append(timing.overhead_header())
+        reply.headers.extend((timing.overhead_header(), trace.header()))
         return reply
 
-    async def _handle(self, inbound: Inbound, timing: Timing) -> Reply:
+    async def _handle(self, inbound: Inbound, timing: Timing, trace: Trace) -> Reply:
         created_at = int(self._clock())
         custom_id = inbound.headers.get("X-CUSTOM-EVENT-ID", "")
         path = inbound.path
@@ -146,11 +148,24 @@ class RouteService:
             self.proxy.recorder.record(
                 inbound.method, path, custom_id, created_at, timing, key,
                 first.provider if first else None, view, exc.status,
-                reason=exc.reason, route=PREFIX + route.path if route else PREFIX, route_mark=mark,
+                reason=exc.reason, route=PREFIX + route.path if route else PREFIX,
+                route_mark=mark, trace=trace,
             )  # fmt: skip
             return self.proxy.error_reply(None, exc, admitted)
         run = Run(
-            self, inbound, route, key, plan, client, view, admitted, path, custom_id, created_at, timing
+            self,
+            inbound,
+            route,
+            key,
+            plan,
+            client,
+            view,
+            admitted,
+            path,
+            custom_id,
+            created_at,
+            timing,
+            trace.capturing(key.should_log_response),
         )
         return await run.serve(operation)
 

@@ -46,8 +46,12 @@ _COLUMNS = (
     "id", "created_at", "key_id", "tags", "provider", "model", "status", "cost_micros",
     "prompt_token_count", "completion_token_count", "latency_in_ms", "path", "method", "custom_id",
     "action", "pii_entities", "route_id", "route_step", "attempts", "cached",
+    "correlation_id", "request_body", "response_body",
 )  # fmt: skip
 _JSON_COLUMNS = frozenset({"tags", "pii_entities"})
+_BODY_COLUMNS = frozenset({"request_body", "response_body"})
+# What a listing reads unless it asks for the captured bodies (which may be large).
+_WITHOUT_BODIES = tuple(c for c in events_table.c if c.name not in _BODY_COLUMNS)
 
 
 def _insert_sql(postgres: bool) -> str:
@@ -84,6 +88,9 @@ def event_values(event: Event) -> tuple[Any, ...]:
         max(-1, min(event.route_step, 2**31 - 1)),
         max(0, min(event.attempts, 2**31 - 1)),
         event.cached,
+        _text(event.correlation_id),
+        _text(event.request_body),
+        _text(event.response_body),
     )
 
 
@@ -129,6 +136,7 @@ class SqlEventStore:
         end: int | None = None,
         models: Sequence[str] = (),
         statuses: Sequence[tuple[int, int]] = (),
+        correlation_id: str = "",
     ) -> list[sa.ColumnElement[bool]]:
         conditions: list[sa.ColumnElement[bool]] = []
         if key_ids:
@@ -137,6 +145,8 @@ class SqlEventStore:
             conditions.extend(self._has_all_tags(tags))
         if custom_ids:
             conditions.append(_c.custom_id.in_(custom_ids))
+        if correlation_id:
+            conditions.append(_c.correlation_id == correlation_id)
         if start is not None:
             conditions.append(_c.created_at >= start)
         if end is not None:
@@ -165,14 +175,14 @@ class SqlEventStore:
             end=query.end,
             models=query.models,
             statuses=query.statuses,
+            correlation_id=query.correlation_id,
         )
 
     async def query_events(self, query: EventQuery) -> list[Event]:
         """Newest first (ties by id). `limit` <= 0 means no limit."""
         where = self._query_where(query)
-        stmt = (
-            sa.select(events_table).where(*where).order_by(_c.created_at.desc(), _c.id).offset(query.offset)
-        )
+        columns = events_table.c if query.include_bodies else _WITHOUT_BODIES
+        stmt = sa.select(*columns).where(*where).order_by(_c.created_at.desc(), _c.id).offset(query.offset)
         if query.limit > 0:
             stmt = stmt.limit(query.limit)
         async with translate_errors("querying events"), self._engine.connect() as conn:

@@ -52,6 +52,8 @@ keys = sa.Table(
     _bigint("created_at"),
     _bigint("updated_at"),
     sa.Column("policy_id", sa.String(), nullable=False, server_default=""),
+    sa.Column("should_log_request", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("should_log_response", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("key_hash", name="uq_keys_key_hash"),
 )
 
@@ -114,9 +116,13 @@ events = sa.Table(
     sa.Column("route_step", sa.Integer(), nullable=False, server_default="-1"),  # the step that answered
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),  # upstream requests made
     sa.Column("cached", sa.Boolean(), nullable=False, server_default=sa.false()),  # answered from the cache
+    sa.Column("correlation_id", sa.String(), nullable=False, server_default=""),  # x-bricksllm-request-id
+    sa.Column("request_body", sa.Text(), nullable=False, server_default=""),  # captured when the key asks
+    sa.Column("response_body", sa.Text(), nullable=False, server_default=""),
     sa.Index("ix_events_created_at", "created_at"),
     sa.Index("ix_events_key_id_created_at", "key_id", "created_at"),
     sa.Index("ix_events_custom_id", "custom_id"),
+    sa.Index("ix_events_correlation_id", "correlation_id"),
 )
 
 routes = sa.Table(

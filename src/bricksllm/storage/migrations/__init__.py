@@ -2,4 +2,5 @@
 
 # The newest revision in versions/. Start-up compares the database with it before importing
 # Alembic; tests/contract/test_migrations_head.py keeps the two in step.
-HEAD = "0003_routes"
+
+HEAD = "0004_logs"
