@@ -36,6 +36,7 @@ from bricksllm.services.limits import Limits
 from bricksllm.services.pii import PIIScreener
 from bricksllm.services.pii_guard import PIIGuard
 from bricksllm.services.proxy import ProxyService
+from bricksllm.services.spend_estimate import Estimator
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
@@ -157,9 +158,13 @@ class Gateway:
             on_change=self.config.refresh,
             clock=self.clock,
         )
-        limits = Limits(
-            self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock
-        )
+        self.limits = limits = Limits(
+            self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock,
+            estimator=Estimator(s.limits_output_tokens, dict(s.limits_output_tokens_by_model)),
+            lease=s.proxy_timeout + s.limits_reservation_grace, grace=s.limits_reservation_grace,
+            backlog=s.limits_settle_backlog, defer_unlimited=s.redis is not None,
+        )  # fmt: skip
+        stack.push_async_callback(limits.close)  # after the servers drained: settles what it can
         pii = PIIGuard(self.config, PIIScreener(engine, self.metrics, s.pii_engine_timeout))
         policies = PolicyAdmin(self.stores.config, caps, on_change=self.config.refresh, clock=self.clock)
         self.proxy = ProxyService(
@@ -258,14 +263,13 @@ class Gateway:
             _, spent = await events.key_usage(key.key_id, 0)
             if spent:
                 await counters.seed(f"{key.key_id}:spend", spent, None)
-            p = plan(key, now)
-            for quota in (*p.spend, p.rate):
-                if quota is None or quota.window is None:
+            for quota in plan(key, now).quotas:
+                if quota.window is None or quota.owner != key.key_id or quota.metric == "tokens":
                     continue
                 requests, cost = await events.key_usage(key.key_id, quota.window.start)
-                value = requests if quota.kind == "rate" else cost
+                value = requests if quota.metric == "requests" else cost
                 if value:
-                    await counters.seed(quota.counter_id(key.key_id), value, quota.window.expires_at)
+                    await counters.seed(quota.counter_id, value, quota.window.expires_at)
 
     async def _stop_events(self) -> None:
         self.events_lost = await self.events.stop(grace=self.settings.shutdown_grace)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from bricksllm.domain.limits import Admission, AdmissionPlan, Window
+from bricksllm.domain.limits import Admission, Reservation
 from bricksllm.domain.models import CustomProvider, Event, Key, PolicyRecord, ProviderSetting
 
 if TYPE_CHECKING:  # the PII package loads phonenumbers and RE2: only its users pay for that
@@ -123,14 +123,18 @@ class EventStore(Protocol):
 
 
 class Counters(Protocol):
-    """Live rate and spend counters, shared by every instance that uses the same backend."""
+    """Live request, spend and token counters, shared by every instance that uses the same backend."""
 
-    async def admit(self, key_id: str, plan: AdmissionPlan) -> Admission:
-        """Atomically check the plan's spend quotas and check-and-consume its rate quota."""
+    async def admit(self, reservation: Reservation) -> Admission:
+        """Atomically: drop expired reservations, apply `domain.limits.decide` to the plan, and if
+        admitted count the request on each request quota and reserve the estimates on each spend
+        and token quota."""
         ...
 
-    async def settle(self, key_id: str, micros: int, window: Window | None) -> None:
-        """Add a finished request's cost to the key's all-time spend and, if given, to `window`."""
+    async def settle(self, reservation: Reservation, cost: int, tokens: int) -> None:
+        """Atomically replace the reservation by the actual cost and tokens on every spend and
+        token quota of its plan (and count the request if it was not counted). Settling the same
+        reservation again changes nothing, so a settlement whose answer was lost may be retried."""
         ...
 
     async def spend(self, key_id: str) -> int:

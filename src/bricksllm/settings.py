@@ -91,6 +91,11 @@ class Settings:
     stats_enabled: bool = False
     stats_address: str = "127.0.0.1:8125"
     log_level: str = "INFO"
+    # Spend and token limits (README "Spend and limits"): what a call reserves until it is settled.
+    limits_output_tokens: int = 1024  # output allowance of a call that sets no max_tokens
+    limits_output_tokens_by_model: tuple[tuple[str, int], ...] = ()  # per-model allowances
+    limits_reservation_grace: float = 60.0  # a reservation lives for the call's timeout plus this
+    limits_settle_backlog: int = 100_000  # settlements kept while Redis is unreachable
     pii_engine: str = ""  # an optional PII engine besides the built-in one: presidio | comprehend
     pii_presidio_model: str = "en_core_web_lg"  # an installed spaCy model (never downloaded)
     pii_engine_timeout: float = 2.0  # longest wait for the engine, per request
@@ -253,4 +258,21 @@ class Settings:
             amazon_region=get("AMAZON_REGION", "us-west-2") or "us-west-2",
             amazon_endpoint_url=get("AMAZON_ENDPOINT_URL"),
             log_level=log_level,
+            limits_output_tokens=integer("LIMITS_DEFAULT_OUTPUT_TOKENS", 1024, 0),
+            limits_output_tokens_by_model=_model_allowances(get("LIMITS_OUTPUT_TOKENS_BY_MODEL")),
+            limits_reservation_grace=duration("LIMITS_RESERVATION_GRACE", 60.0),
+            limits_settle_backlog=integer("LIMITS_SETTLE_BACKLOG", 100_000, 1),
         )
+
+
+def _model_allowances(raw: str) -> tuple[tuple[str, int], ...]:
+    """LIMITS_OUTPUT_TOKENS_BY_MODEL: `model=tokens` pairs separated by commas."""
+    out = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        model, _, tokens = item.partition("=")
+        if not model.strip() or not tokens.strip().isdigit():
+            raise SettingsError(
+                f"LIMITS_OUTPUT_TOKENS_BY_MODEL: {item!r} is not model=tokens (e.g. gpt-4o=4096,o1=32768)"
+            )
+        out.append((model.strip(), int(tokens)))
+    return tuple(out)

@@ -28,6 +28,7 @@ from bricksllm.domain.models import (
 from bricksllm.errors import NotFound
 from bricksllm.ports import ConfigSnapshot
 from bricksllm.storage.sql_engine import translate_errors, write_transaction
+from bricksllm.storage.sql_limits import key_limits_fields, key_limits_json
 from bricksllm.storage.sql_listen import ConfigListener
 from bricksllm.storage.tables import config_version, custom_providers, keys, policies, provider_settings
 
@@ -45,13 +46,16 @@ def key_row(key: Key) -> dict[str, Any]:
     row["tags"] = list(key.tags)
     row["setting_ids"] = list(key.setting_ids)
     row["allowed_paths"] = [dataclasses.asdict(p) for p in key.allowed_paths]
+    del row["more_limits"], row["model_limits"]
+    row["limits"] = key_limits_json(key)
     return row
 
 
 def key_from_row(row: sa.Row[Any]) -> Key:
     m = row._mapping
     return Key(
-        **{k: m[k] for k in m if k not in {"tags", "setting_ids", "allowed_paths"}},
+        **{k: m[k] for k in m if k not in {"tags", "setting_ids", "allowed_paths", "limits"}},
+        **key_limits_fields(m.get("limits")),
         tags=tuple(m["tags"]),
         setting_ids=tuple(m["setting_ids"]),
         allowed_paths=tuple(_build(PathConfig, p) for p in m["allowed_paths"]),

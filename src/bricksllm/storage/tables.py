@@ -52,6 +52,7 @@ keys = sa.Table(
     _bigint("created_at"),
     _bigint("updated_at"),
     sa.Column("policy_id", sa.String(), nullable=False, server_default=""),
+    sa.Column("limits", Json, nullable=False, server_default="{}"),  # storage.sql_limits
     sa.UniqueConstraint("key_hash", name="uq_keys_key_hash"),
 )
 
@@ -122,4 +123,13 @@ config_version = sa.Table(
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     _bigint("version"),
+)
+
+tag_budgets = sa.Table(
+    "tag_budgets",
+    metadata,
+    _text("tag", primary_key=True),
+    _json("limits"),  # [[metric, amount, unit], ...] as in storage.sql_limits
+    _bigint("created_at"),
+    _bigint("updated_at"),
 )

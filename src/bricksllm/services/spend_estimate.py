@@ -1,0 +1,53 @@
+"""What a call may cost, estimated before it is forwarded, so that it can be reserved.
+
+Input tokens: the request body counted with tiktoken (offline), JSON syntax included, so the
+count is at or slightly above what the provider will bill; a body over `TOKENIZE_LIMIT` bytes is
+bounded by its size instead (a token is at least one byte), which costs nothing on the hot path.
+Output tokens: the request's own cap (`max_tokens`, `max_completion_tokens`, `max_output_tokens`)
+or else the model's default allowance (settings `LIMITS_DEFAULT_OUTPUT_TOKENS`,
+`LIMITS_OUTPUT_TOKENS_BY_MODEL`). Both are priced by the endpoint's own cost rule, as if the
+answer had reported them, so every priced kind (chat, embeddings, images...) is estimated alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bricksllm.domain.models import Usage, token_count
+from bricksllm.domain.tokens import count_text
+from bricksllm.providers.base import Kind, Metered, Pricing, RequestView
+
+TOKENIZE_LIMIT = 16 * 1024  # bytes: larger bodies are bounded by their size, not tokenized
+OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
+
+
+@dataclass(frozen=True, slots=True)
+class Estimator:
+    default_output_tokens: int = 1024
+    output_tokens_by_model: Mapping[str, int] = field(default_factory=dict)
+
+    def output_tokens(self, view: RequestView) -> int:
+        body = view.json or {}
+        for name in OUTPUT_CAPS:
+            cap = body.get(name)
+            if type(cap) is int and cap >= 0:
+                return token_count(cap)
+        return self.output_tokens_by_model.get(view.model, self.default_output_tokens)
+
+    def estimate(self, kind: Kind, pricing: Pricing, view: RequestView) -> tuple[int, int]:
+        """(micro-dollars, tokens) a call may use; (0, 0) for calls that are never priced."""
+        if not kind.billed:
+            return 0, 0
+        input_tokens = input_tokens_bound(view)
+        output_tokens = self.output_tokens(view)
+        usage = Usage(prompt_tokens=input_tokens, completion_tokens=output_tokens)
+        micros, _ = kind.cost(pricing, view, Metered(usage, model=view.model))
+        return micros, input_tokens + output_tokens
+
+
+def input_tokens_bound(view: RequestView) -> int:
+    body = view.body
+    if len(body) > TOKENIZE_LIMIT or view.json is None:
+        return len(body)
+    return count_text(view.model, body.decode("utf-8", "replace"))
