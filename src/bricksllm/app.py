@@ -21,6 +21,7 @@ from bricksllm.domain.pii import BUILTIN_ONLY, Capabilities
 from bricksllm.errors import BricksError, Unavailable
 from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
+from bricksllm.http.admin_budgets import budget_operations
 from bricksllm.http.admin_policies import policy_operations
 from bricksllm.http.fast_server import FastServer, ServerLimits
 from bricksllm.http.proxy_app import create_proxy_app
@@ -29,6 +30,7 @@ from bricksllm.pii_engines import EngineUnavailable
 from bricksllm.ports import Counters, Metrics, PIIEngine, Upstream
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
+from bricksllm.services.admin_budgets import BudgetAdmin
 from bricksllm.services.admin_policies import PolicyAdmin
 from bricksllm.services.config_cache import ConfigCache
 from bricksllm.services.events import EventWriter
@@ -163,6 +165,7 @@ class Gateway:
             estimator=Estimator(s.limits_output_tokens, dict(s.limits_output_tokens_by_model)),
             lease=s.proxy_timeout + s.limits_reservation_grace, grace=s.limits_reservation_grace,
             backlog=s.limits_settle_backlog, defer_unlimited=s.redis is not None,
+            budgets=lambda: self.config.current.budgets,
         )  # fmt: skip
         stack.push_async_callback(limits.close)  # after the servers drained: settles what it can
         pii = PIIGuard(self.config, PIIScreener(engine, self.metrics, s.pii_engine_timeout))
@@ -180,12 +183,13 @@ class Gateway:
             answer_screen=pii,
             clock=self.clock,
         )
+        budgets = BudgetAdmin(self.stores.config, on_change=self.config.refresh, clock=self.clock)
         admin_app = create_admin_app(
             admin,
             admin_pass=s.admin_pass,
             allowed_hosts=s.admin_allowed_hosts,
             allowed_origins=s.admin_allowed_origins,
-            more=policy_operations(policies),
+            more=[*policy_operations(policies), *budget_operations(budgets)],
         )
         self.admin_port = await self._serve(stack, admin_app, s.admin_host, s.admin_port, access_log=True)
         if s.proxy_server == "fast":

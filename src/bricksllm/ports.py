@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from bricksllm.domain.limits import Admission, Reservation
-from bricksllm.domain.models import CustomProvider, Event, Key, PolicyRecord, ProviderSetting
+from bricksllm.domain.models import CustomProvider, Event, Key, Limit, PolicyRecord, ProviderSetting
 
 if TYPE_CHECKING:  # the PII package loads phonenumbers and RE2: only its users pay for that
     from bricksllm.domain.pii import Span
@@ -28,6 +28,7 @@ class ConfigSnapshot:
     settings: Sequence[ProviderSetting]
     custom_providers: Sequence[CustomProvider]
     policies: Sequence[PolicyRecord] = ()
+    budgets: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)  # tag -> its budget
 
 
 class ConfigStore(Protocol):
@@ -54,6 +55,10 @@ class ConfigStore(Protocol):
     async def delete_policy(self, policy_id: str) -> bool: ...
     async def get_policy(self, policy_id: str) -> PolicyRecord | None: ...
     async def list_policies(self) -> list[PolicyRecord]: ...
+
+    async def put_budget(self, tag: str, limits: tuple[Limit, ...], now: int) -> None: ...  # create/replace
+    async def delete_budget(self, tag: str) -> bool: ...
+    async def list_budgets(self) -> dict[str, tuple[Limit, ...]]: ...
 
     async def version(self) -> int: ...
     async def snapshot(self) -> ConfigSnapshot: ...

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bricksllm.domain.models import CustomProvider, Key, ProviderSetting
+from bricksllm.domain.models import CustomProvider, Key, Limit, ProviderSetting
 from bricksllm.domain.pii import BUILTIN_ONLY, ENTITIES, Capabilities, CompiledPolicy, parse_policy
 from bricksllm.outages import OutageLog
 from bricksllm.ports import ConfigSnapshot, ConfigStore, Metrics
@@ -32,6 +32,7 @@ class ConfigIndex:
     settings: dict[str, ProviderSetting] = field(default_factory=dict)
     custom_providers: dict[str, CustomProvider] = field(default_factory=dict)
     policies: dict[str, CompiledPolicy] = field(default_factory=dict)  # compiled once per change
+    budgets: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)  # tag -> its budget
 
     @classmethod
     def build(cls, snap: ConfigSnapshot, caps: Capabilities = BUILTIN_ONLY) -> ConfigIndex:
@@ -42,6 +43,7 @@ class ConfigIndex:
             settings={s.id: s for s in snap.settings},
             custom_providers={p.provider: p for p in snap.custom_providers},
             policies={p.id: compile_policy(p.document, caps) for p in snap.policies},
+            budgets=snap.budgets,
         )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bricksllm.domain.models import (
     CustomProvider,
     Key,
+    Limit,
     ModelPrice,
     PathConfig,
     PolicyRecord,
@@ -28,9 +29,16 @@ from bricksllm.domain.models import (
 from bricksllm.errors import NotFound
 from bricksllm.ports import ConfigSnapshot
 from bricksllm.storage.sql_engine import translate_errors, write_transaction
-from bricksllm.storage.sql_limits import key_limits_fields, key_limits_json
+from bricksllm.storage.sql_limits import budgets_from_rows, key_limits_fields, key_limits_json, limits_json
 from bricksllm.storage.sql_listen import ConfigListener
-from bricksllm.storage.tables import config_version, custom_providers, keys, policies, provider_settings
+from bricksllm.storage.tables import (
+    config_version,
+    custom_providers,
+    keys,
+    policies,
+    provider_settings,
+    tag_budgets,
+)
 
 T = TypeVar("T")
 
@@ -139,6 +147,7 @@ _KEYS = sa.select(keys).order_by(keys.c.created_at, keys.c.key_id)
 _SETTINGS = sa.select(provider_settings).order_by(provider_settings.c.created_at, provider_settings.c.id)
 _PROVIDERS = sa.select(custom_providers).order_by(custom_providers.c.created_at, custom_providers.c.id)
 _POLICIES = sa.select(policies).order_by(policies.c.created_at, policies.c.id)
+_BUDGETS = sa.select(tag_budgets).order_by(tag_budgets.c.tag)
 _VERSION = sa.select(config_version.c.version).where(config_version.c.id == 1)
 
 
@@ -288,6 +297,25 @@ class SqlConfigStore:
     async def list_policies(self) -> list[PolicyRecord]:
         return [policy_from_row(r) for r in await self._all(_POLICIES, "listing policies")]
 
+    async def put_budget(self, tag: str, limits: tuple[Limit, ...], now: int) -> None:
+        row = {"tag": tag, "limits": limits_json(limits), "created_at": now, "updated_at": now}
+        async with translate_errors("writing a tag budget"), write_transaction(self._engine) as conn:
+            stmt = tag_budgets.update().where(tag_budgets.c.tag == tag)
+            updated = await conn.execute(stmt.values(limits=row["limits"], updated_at=now))
+            if not updated.rowcount:
+                await conn.execute(tag_budgets.insert().values(**row))
+            await self._bump(conn)
+
+    async def delete_budget(self, tag: str) -> bool:
+        async with translate_errors("deleting a tag budget"), write_transaction(self._engine) as conn:
+            deleted = (await conn.execute(sa.delete(tag_budgets).where(tag_budgets.c.tag == tag))).rowcount
+            if deleted:
+                await self._bump(conn)
+        return bool(deleted)
+
+    async def list_budgets(self) -> dict[str, tuple[Limit, ...]]:
+        return budgets_from_rows(await self._all(_BUDGETS, "listing tag budgets"))
+
     async def version(self) -> int:
         async with translate_errors("reading the config version"), self._engine.connect() as conn:
             return int(await conn.scalar(_VERSION) or 0)
@@ -304,12 +332,14 @@ class SqlConfigStore:
                 setting_rows = (await conn.execute(_SETTINGS)).all()
                 provider_rows = (await conn.execute(_PROVIDERS)).all()
                 policy_rows = (await conn.execute(_POLICIES)).all()
+                budget_rows = (await conn.execute(_BUDGETS)).all()
         return ConfigSnapshot(
             version=version,
             keys=[key_from_row(r) for r in key_rows],
             settings=[setting_from_row(r) for r in setting_rows],
             custom_providers=[provider_from_row(r) for r in provider_rows],
             policies=[policy_from_row(r) for r in policy_rows],
+            budgets=budgets_from_rows(budget_rows),
         )
 
     # -- change notification ---------------------------------------------------------------

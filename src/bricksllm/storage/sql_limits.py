@@ -36,3 +36,7 @@ def key_limits_fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
         "more_limits": limits_from_json(data.get("more", ())),
         "model_limits": {m: limits_from_json(ls) for m, ls in (data.get("models") or {}).items()},
     }
+
+
+def budgets_from_rows(rows: Iterable[Any]) -> dict[str, tuple[Limit, ...]]:
+    return {row._mapping["tag"]: limits_from_json(row._mapping["limits"]) for row in rows}
