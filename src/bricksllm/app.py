@@ -16,7 +16,6 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from bricksllm.domain.limits import plan
 from bricksllm.domain.pii import BUILTIN_ONLY, Capabilities
 from bricksllm.errors import BricksError, Unavailable
 from bricksllm.http import server_logs
@@ -35,6 +34,7 @@ from bricksllm.services.admin_policies import PolicyAdmin
 from bricksllm.services.config_cache import ConfigCache
 from bricksllm.services.events import EventWriter
 from bricksllm.services.limits import Limits
+from bricksllm.services.limits_seed import seed_counters
 from bricksllm.services.pii import PIIScreener
 from bricksllm.services.pii_guard import PIIGuard
 from bricksllm.services.proxy import ProxyService
@@ -261,19 +261,8 @@ class Gateway:
     async def _seed(self, counters: Counters) -> None:
         """Rebuild missing counters from recorded events, so a restart (of the gateway on the
         embedded default, or of a Redis without persistence) keeps limits and spend."""
-        now = self.clock()
-        events = self.stores.events
-        for key in await self.stores.config.list_keys():
-            _, spent = await events.key_usage(key.key_id, 0)
-            if spent:
-                await counters.seed(f"{key.key_id}:spend", spent, None)
-            for quota in plan(key, now).quotas:
-                if quota.window is None or quota.owner != key.key_id or quota.metric == "tokens":
-                    continue
-                requests, cost = await events.key_usage(key.key_id, quota.window.start)
-                value = requests if quota.metric == "requests" else cost
-                if value:
-                    await counters.seed(quota.counter_id, value, quota.window.expires_at)
+        keys, budgets = await self.stores.config.list_keys(), await self.stores.config.list_budgets()
+        await seed_counters(counters, keys, budgets, self.stores.events, self.clock())
 
     async def _stop_events(self) -> None:
         self.events_lost = await self.events.stop(grace=self.settings.shutdown_grace)

@@ -124,6 +124,11 @@ class EventStore(Protocol):
         """(admitted requests, cost in micro-dollars) of a key's events since `since`."""
         ...
 
+    async def usage(self, query: EventQuery) -> tuple[int, int, int]:
+        """(admitted requests, micro-dollars, input + output tokens) of the events matching the
+        query's key ids, tags (all of them), models and start."""
+        ...
+
     async def close(self) -> None: ...
 
 

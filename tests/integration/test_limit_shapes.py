@@ -7,7 +7,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.integration.conftest import Running
+from tests.integration.conftest import GatewayFactory, Running, mid_minute_clock
 from tests.integration.mock_openai import MockOpenAI
 from tests.integration.test_proxy_quickstart import sdk
 
@@ -118,3 +118,28 @@ async def test_a_tag_budget_is_shared_by_the_tag_s_keys(gateway: Running, mock_o
     await sdk(gateway, "bob").chat.completions.create(**SMALL)  # type: ignore[call-overload]
     status, problem = await gateway.admin("PUT", "/api/tags/team-a/budget", {"costLimits": []})
     assert status == 400 and problem["fields"] == ["costLimits"]
+
+
+async def test_token_model_and_tag_counters_are_rebuilt_from_events_at_start(
+    start_gateway: GatewayFactory, mock_openai: MockOpenAI
+) -> None:
+    gw: Running = await start_gateway(clock=mid_minute_clock())
+    setting_id = await gw.create_setting(mock_openai.url)
+    await gw.admin("PUT", "/api/tags/team-a/budget", {"costLimits": [{"usd": 0.0002, "unit": "mo"}]})
+    await gw.create_key(setting_id, "alice", tags=["team-a"], tokenLimits=[{"limit": 60, "unit": "d"}])
+    await gw.create_key(
+        setting_id, "bob", modelLimits={"gpt-4o": {"costLimits": [{"usd": 0.0002, "unit": "d"}]}}
+    )
+    await sdk(gw, "alice").chat.completions.create(**SMALL)  # type: ignore[call-overload]
+    await sdk(gw, "bob").chat.completions.create(**SMALL)  # type: ignore[call-overload]
+    await gw.close()  # the in-process counters are gone; the events stay
+    gw2: Running = await start_gateway(clock=mid_minute_clock())
+    with pytest.raises(openai.RateLimitError, match=r"budget of tag team-a\): spent \$0.000094"):
+        await sdk(gw2, "alice").chat.completions.create(**SMALL)  # type: ignore[call-overload]
+    await gw2.admin("DELETE", "/api/tags/team-a/budget")
+    await sdk(gw2, "alice").chat.completions.create(**SMALL)  # type: ignore[call-overload]
+    # each call: 18 tokens used, about 33 reserved (its body's tokens + max_tokens)
+    with pytest.raises(openai.RateLimitError, match=r"limit of 60 per day reached \(tokenLimits\): 36 used"):
+        await sdk(gw2, "alice").chat.completions.create(**SMALL)  # type: ignore[call-overload]
+    with pytest.raises(openai.RateLimitError, match=r"modelLimits\[gpt-4o\]\): spent \$0.000094"):
+        await sdk(gw2, "bob").chat.completions.create(**SMALL)  # type: ignore[call-overload]
