@@ -18,7 +18,7 @@ from bricksllm.domain.models import Usage, token_count
 from bricksllm.domain.tokens import count_text
 from bricksllm.providers.base import Kind, Metered, Pricing, RequestView
 
-TOKENIZE_LIMIT = 16 * 1024  # bytes: larger bodies are bounded by their size, not tokenized
+TOKENIZE_LIMIT = 4 * 1024  # bytes: larger bodies are bounded by their size, not tokenized
 OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
 
