@@ -334,7 +334,7 @@ async def test_redis_window_keys_expire_at_the_window_end_plus_grace(
         assert await raw_redis.ttl(prefix + "k:spend") == -1  # all-time spend never expires
         assert int(await raw_redis.get(prefix + rate.counter_id)) == 1  # type: ignore[arg-type]
         assert int(await raw_redis.get(prefix + spend.counter_id + ":rs")) == 0  # type: ignore[arg-type]
-        assert 0 < await raw_redis.ttl(f"{prefix}settled:{r.id}") <= 600
+        assert 0 < await raw_redis.ttl(f"{prefix}settled:{r.id}") <= 300
     finally:
         await counters.close()
 

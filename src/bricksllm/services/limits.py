@@ -113,6 +113,13 @@ class Limits:
         """Replace the call's reservation by what it used (never raises: the call is over).
         Settlements that cannot reach the counters are kept and applied when they can."""
         reservation = admitted.reservation
+        if (
+            micros <= 0
+            and tokens <= 0
+            and not (reservation.cost or reservation.tokens)
+            and reservation.counted
+        ):
+            return  # nothing was reserved nor used (an unpriced call): nothing to settle
         if admitted.deferred and (micros <= 0 or self._defer_unlimited):
             if micros > 0:
                 self.backlog.add(reservation, micros, tokens)

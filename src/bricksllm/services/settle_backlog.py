@@ -22,6 +22,7 @@ from bricksllm.ports import Counters, Metrics
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 0.5
+BATCH = 256  # settlements sent at once
 
 
 class SettleBacklog:
@@ -32,6 +33,7 @@ class SettleBacklog:
         self._capacity = capacity
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._outage = OutageLog(log, "spend settlements are kept until the counters are back")
         self.dropped = 0
 
@@ -57,18 +59,29 @@ class SettleBacklog:
                     await asyncio.sleep(RETRY_SECONDS)
 
     async def flush(self) -> bool:
-        """Apply what is queued, oldest first; False if the counters are still unreachable."""
+        """Apply what is queued, a batch at a time (settlements add up, so their order does not
+        matter; concurrent ones share a Redis pipeline); False if the counters are unreachable."""
+        async with self._flushing:  # one flush at a time: the background task's, or close()'s
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         while self._queue:
-            reservation, cost, tokens = self._queue[0]
-            try:
-                await self._counters.settle(reservation, cost, tokens)
-            except Unavailable as exc:
-                self._outage.failed(exc)
+            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            results = await asyncio.gather(
+                *(self._counters.settle(*item) for item in batch), return_exceptions=True
+            )
+            failed = []
+            for item, result in zip(batch, results, strict=True):
+                if isinstance(result, Unavailable):
+                    failed.append(item)
+                elif isinstance(result, Exception):  # one that can never apply must not block the rest
+                    self._metrics.incr("limits.settle_error")
+                    log.warning("dropping a settlement that cannot be applied: %r", result)
+            if failed:
+                self._queue.extendleft(reversed(failed))
+                self._wake.set()  # the background task retries them
+                self._outage.failed(next(r for r in results if isinstance(r, Unavailable)))
                 return False
-            except Exception:  # a settlement that can never apply must not block the rest
-                self._metrics.incr("limits.settle_error")
-                log.warning("dropping a settlement that cannot be applied", exc_info=True)
-            self._queue.popleft()
         self._outage.recovered()
         return True
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from bricksllm.domain.limits import Admission, Quota, Reservation, amount, decide
 
 # A settled reservation's id is remembered this long, so a settlement applied twice counts once.
-SETTLED_MEMORY_SECONDS = 600
+SETTLED_MEMORY_SECONDS = 60  # in-process, a settlement is retried at once or never
 
 
 class MemoryCounters:

@@ -11,8 +11,9 @@ exactly the limit, and spend overshoots only by what calls use beyond their esti
 Keys are `<prefix>:c:<counter id>` (ids from `Quota.counter_id`), plain integer strings, each
 with `:r` (reservation id -> amount), `:rz` (reservation id -> lease end) and `:rs` (their sum).
 Windowed keys carry EXPIREAT window end + a grace; reservation keys live until their last lease
-ends; the all-time spend never expires. A settlement leaves `<prefix>:c:settled:<id>` for ten
-minutes so that a settlement retried after a lost answer counts once.
+ends; the all-time spend never expires. A settlement leaves `<prefix>:c:settled:<id>` for five
+minutes so that a settlement retried after a lost answer counts once (only calls settling at the
+very moment Redis failed can have lost one; about 100 bytes of Redis per call while it lives).
 
 Scripts requested in the same event-loop iteration (concurrent requests) are sent as one
 pipeline: under load redis-py's per-call cost, not Redis, is what limits the proxy.
@@ -143,7 +144,7 @@ return 1
 """
 )
 
-SETTLED_MEMORY_SECONDS = 600  # a settlement retried within this long after it applied counts once
+SETTLED_MEMORY_SECONDS = 300  # a settlement retried within this long after it applied counts once
 _METRIC = {"requests": "r", "cost": "c", "tokens": "t"}
 
 
