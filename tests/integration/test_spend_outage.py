@@ -91,3 +91,22 @@ async def test_a_redis_cut_during_traffic_loses_no_spend(
     finally:
         await raw.aclose()
     assert limits.backlog.dropped == 0
+
+
+async def test_a_key_without_limits_never_waits_for_redis(
+    start_gateway: GatewayFactory, redis_settings: RedisSettings, redis_forwarder: TcpForwarder,
+    mock_openai: MockOpenAI,
+) -> None:  # fmt: skip
+    redis = replace(redis_settings, port=redis_forwarder.port, read_timeout=0.3, write_timeout=0.3)
+    metrics = InMemoryMetrics()
+    gw: Running = await start_gateway(redis=redis, metrics=metrics)  # fail-closed, the default
+    key = await gw.create_key(await gw.create_setting(mock_openai.url))
+    await redis_forwarder.cut()
+    client = gw.openai()
+    for _ in range(5):  # served while Redis is unreachable: admission never asks it
+        await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+    assert metrics.counts["counters.unavailable"] == 0
+    await redis_forwarder.restore()
+    await until(lambda: len(gw.gateway.limits.backlog) == 0)  # its spend, kept for reporting, follows
+    _, spend = await gw.admin("GET", f"/api/reporting/keys/{key['keyId']}")
+    assert spend["costInMicroDollars"] == 5 * 94
