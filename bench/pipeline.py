@@ -25,6 +25,7 @@ from bricksllm.services.events import EventWriter
 from bricksllm.services.exchange import Inbound
 from bricksllm.services.limits import Limits
 from bricksllm.services.proxy import ProxyService
+from bricksllm.services.spend_estimate import Estimator
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.telemetry.metrics import NullMetrics
 from bricksllm.upstream.fake import FakeResponse, FakeUpstream
@@ -87,7 +88,9 @@ def _answer(request: UpstreamRequest) -> FakeResponse:
 
 async def main(n: int) -> None:
     writer = EventWriter(_NoStore(), NullMetrics(), batch_size=10**9, max_buffer=10**9)  # type: ignore[arg-type]
-    limits = Limits(MemoryCounters(), NullMetrics(), fail_open=False, clock=time.time)
+    estimator = Estimator()
+    estimator.warm_up()  # as the gateway does at start-up
+    limits = Limits(MemoryCounters(), NullMetrics(), fail_open=False, clock=time.time, estimator=estimator)
     upstream = FakeUpstream(_answer)
     service = ProxyService(_Config(), limits, writer, ProviderRegistry(), upstream, NullMetrics())
     headers = CIMultiDict({"Authorization": "Bearer sk-bench", "Content-Type": "application/json"})

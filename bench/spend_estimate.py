@@ -24,7 +24,6 @@ import time
 import orjson
 
 from bricksllm.domain.models import ProviderSetting
-from bricksllm.domain.tokens import count_text
 from bricksllm.providers.base import RequestView
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.proxy import Target
@@ -48,7 +47,7 @@ def main() -> None:
     provider, match = registry.resolve("POST", "/api/providers/openai/v1/chat/completions", {})  # type: ignore[misc]
     target = Target(provider, match, ProviderSetting("s", "openai", 0, 0))
     estimator = Estimator()
-    count_text("gpt-4o", "warm up the tokenizer")
+    estimator.warm_up()
     for name, size in (("small", 200), ("4 KB", 4000), ("16 KB", 16_000), ("64 KB", 65_536)):
         raw = body(size)
         view = RequestView(raw, orjson.loads(raw), "gpt-4o")

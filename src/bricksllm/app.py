@@ -160,9 +160,11 @@ class Gateway:
             on_change=self.config.refresh,
             clock=self.clock,
         )
+        estimator = Estimator(s.limits_output_tokens, dict(s.limits_output_tokens_by_model))
+        await asyncio.to_thread(estimator.warm_up)  # once per process: ~0.5 s the first time
         self.limits = limits = Limits(
             self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock,
-            estimator=Estimator(s.limits_output_tokens, dict(s.limits_output_tokens_by_model)),
+            estimator=estimator,
             lease=s.proxy_timeout + s.limits_reservation_grace, grace=s.limits_reservation_grace,
             backlog=s.limits_settle_backlog, defer_unlimited=s.redis is not None,
             budgets=lambda: self.config.current.budgets,

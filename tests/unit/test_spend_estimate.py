@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -11,7 +13,7 @@ from bricksllm.providers.base import RequestView
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.limit_headers import reset, tightest_headers
 from bricksllm.services.proxy import Target
-from bricksllm.services.spend_estimate import TOKENIZE_LIMIT, Estimator, input_tokens_bound
+from bricksllm.services.spend_estimate import TOKENIZE_LIMIT, Estimator
 
 
 def view(body: dict[str, object]) -> RequestView:
@@ -52,8 +54,10 @@ def test_per_model_allowances() -> None:
 
 def test_the_estimate_prices_input_and_output_like_an_answer() -> None:
     v = view({**CHAT, "max_tokens": 100})
-    cost, tokens = Estimator().estimate(chat_target().kind, chat_target().pricing, v)
-    inputs = input_tokens_bound(v)
+    estimator = Estimator()
+    estimator.warm_up()
+    cost, tokens = estimator.estimate(chat_target().kind, chat_target().pricing, v)
+    inputs = estimator.input_tokens(v)
     assert 5 < inputs < len(v.body)  # the body's tokens: at least the prompt's, JSON syntax included
     assert tokens == inputs + 100
     assert cost == round(inputs * 2.5 + 100 * 10)  # gpt-4o: $2.50 in, $10 out per 1M tokens
@@ -61,7 +65,20 @@ def test_the_estimate_prices_input_and_output_like_an_answer() -> None:
 
 def test_a_large_body_is_bounded_by_its_size() -> None:
     v = view({**CHAT, "messages": [{"role": "user", "content": "word " * TOKENIZE_LIMIT}]})
-    assert input_tokens_bound(v) == len(v.body)
+    estimator = Estimator()
+    estimator.warm_up()
+    assert estimator.input_tokens(v) == len(v.body)
+
+
+def test_a_body_is_bounded_by_its_size_while_its_encoding_loads() -> None:
+    v = view({**CHAT, "model": "gpt-3.5-turbo"})  # cl100k_base: not loaded at start-up
+    estimator = Estimator()
+    assert estimator.input_tokens(v) == len(v.body)  # never waits: the load runs in a thread
+    for _ in range(400):
+        if estimator.input_tokens(v) < len(v.body):
+            break
+        time.sleep(0.025)
+    assert 5 < estimator.input_tokens(v) < len(v.body)
 
 
 def test_unpriced_calls_reserve_nothing() -> None:

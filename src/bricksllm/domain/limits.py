@@ -16,7 +16,7 @@ within the limit; at the end the reservation is replaced by the actual amount.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bricksllm.domain.models import Key, Limit
@@ -68,14 +68,17 @@ class Quota:
     window: Window | None = None
     source: str = ""  # how the operator set it, for messages: "costLimits", "tag budget team-a", ...
 
-    @property
-    def counter_id(self) -> str:
+    counter_id: str = field(init=False, compare=False, repr=False)  # computed once, read often
+
+    def __post_init__(self) -> None:
         name = _COUNTER_NAME[self.metric]
         if self.metric == "cost" and self.window is not None:
             name = "spend_window"
         if self.window is None:
-            return f"{self.owner}:{name}"
-        return f"{self.owner}:{name}:{self.window.unit}:{self.window.start}"
+            counter_id = f"{self.owner}:{name}"
+        else:
+            counter_id = f"{self.owner}:{name}:{self.window.unit}:{self.window.start}"
+        object.__setattr__(self, "counter_id", counter_id)
 
     @property
     def expires_at(self) -> int | None:

@@ -16,8 +16,9 @@ counters: their spend (kept for reporting) goes through that backlog.
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -80,6 +81,8 @@ class Limits:
         self._budgets = budgets
         self._defer_unlimited = defer_unlimited  # remote counters: keep them off unlimited keys' path
         self.backlog = SettleBacklog(counters, metrics, capacity=backlog)
+        self._ids = itertools.count()  # reservation ids: this process's random prefix + a count
+        self._id_prefix = os.urandom(8).hex()
         self.fail_open_admissions = 0  # admitted uncounted while the counters were unreachable
 
     async def admit(
@@ -91,9 +94,9 @@ class Limits:
         p = plan(key, now, view.model, self._budgets())
         lease = int(now + (seconds + self._grace if seconds is not None else self._lease)) + 1
         if p.empty:
-            return Admitted(Reservation(uuid.uuid4().hex, p, 0, 0, lease), deferred=True)
+            return Admitted(Reservation(self._new_id(), p, 0, 0, lease), deferred=True)
         cost, tokens = self._estimator.estimate(target.kind, target.pricing, view)
-        reservation = Reservation(uuid.uuid4().hex, p, cost, tokens, lease)
+        reservation = Reservation(self._new_id(), p, cost, tokens, lease)
         try:
             admission = await self._counters.admit(reservation)
         except Unavailable:
@@ -108,6 +111,9 @@ class Limits:
             self._metrics.incr(f"proxy.denied.{admission.denied_by.metric}")
             raise limit_error(admission, p, reservation, now)
         return Admitted(reservation, tuple(tightest_headers(p.quotas, left, now)))
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):x}"
 
     async def settle(self, admitted: Admitted, micros: int, tokens: int) -> None:
         """Replace the call's reservation by what it used (never raises: the call is over).
