@@ -7,6 +7,7 @@ import asyncio
 import openai
 import pytest
 
+from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.telemetry.metrics import InMemoryMetrics
 from tests.integration.conftest import GatewayFactory, Running, mid_minute_clock
 from tests.integration.mock_openai import MockOpenAI
@@ -131,3 +132,39 @@ async def test_per_setting_price_override_wins(gateway: Running, mock_openai: Mo
     await sdk(gateway).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
     _, spend = await gateway.admin("GET", f"/api/reporting/keys/{key['keyId']}")
     assert spend["costInMicroDollars"] == 11 * 1 + 7 * 2
+
+
+@pytest.mark.parametrize("end", ["client_gone", "upstream_error", "timeout"])
+async def test_every_end_of_a_call_frees_its_reservation(
+    gateway: Running, mock_openai: MockOpenAI, end: str
+) -> None:
+    setting_id = await gateway.create_setting(mock_openai.url)
+    # room for one reservation of a gpt-4o-mini call with max_tokens 1000 ($0.60 per 1M out), not two
+    await gateway.create_key(setting_id, costLimitInUsd=0.001)
+    client = sdk(gateway)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1000}
+    if end == "client_gone":
+        stream = await client.chat.completions.create(
+            **body, stream=True, extra_headers={"x-mock": "slow-200"}
+        )  # type: ignore[call-overload]
+        async for _ in stream:
+            break
+        await stream.close()
+        await asyncio.wait_for(mock_openai.stream_aborted.wait(), 5)
+    elif end == "upstream_error":
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(**body, extra_headers={"x-mock": "error-500"})  # type: ignore[call-overload]
+    else:
+        with pytest.raises(openai.APIStatusError):
+            await client.chat.completions.create(
+                **body, extra_headers={"x-mock": "slow-2000", "x-request-timeout": "200ms"}
+            )  # type: ignore[call-overload]
+    counters = gateway.gateway.counters
+    assert isinstance(counters, MemoryCounters)
+    (key_id,) = gateway.gateway.config.current.keys_by_id
+    for _ in range(100):  # the end is settled as the call finishes (a stream's a moment later)
+        if not counters.reserved(f"{key_id}:spend"):
+            break
+        await asyncio.sleep(0.02)
+    assert counters.reserved(f"{key_id}:spend") == 0  # released now, not at the end of its lease
+    await client.chat.completions.create(**body)  # type: ignore[call-overload]  # admitted again
