@@ -29,6 +29,7 @@ from bricksllm.services.exchange import Inbound
 from bricksllm.services.limits import Limits
 from bricksllm.services.proxy import ProxyService
 from bricksllm.services.proxy_record import Observer
+from bricksllm.services.spend_estimate import Estimator
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.telemetry.hub import Telemetry
 from bricksllm.telemetry.metrics import NullMetrics
@@ -95,7 +96,9 @@ def _answer(request: UpstreamRequest) -> FakeResponse:
 
 async def main(n: int, metrics: Metrics, observers: Sequence[Observer] = ()) -> list[float]:
     writer = EventWriter(_NoStore(), metrics, batch_size=10**9, max_buffer=10**9)  # type: ignore[arg-type]
-    limits = Limits(MemoryCounters(), metrics, fail_open=False, clock=time.time)
+    estimator = Estimator()
+    estimator.warm_up()  # as the gateway does at start-up
+    limits = Limits(MemoryCounters(), metrics, fail_open=False, clock=time.time, estimator=estimator)
     upstream = FakeUpstream(_answer)
     service = ProxyService(
         _Config(), limits, writer, ProviderRegistry(), upstream, metrics, observers=observers

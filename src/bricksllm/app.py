@@ -16,11 +16,11 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from bricksllm.domain.limits import plan
 from bricksllm.domain.pii import BUILTIN_ONLY, Capabilities
 from bricksllm.errors import BricksError, Unavailable
 from bricksllm.http import server_logs
 from bricksllm.http.admin_app import create_admin_app
+from bricksllm.http.admin_budgets import budget_operations
 from bricksllm.http.admin_metrics import create_metrics_app
 from bricksllm.http.admin_policies import policy_operations
 from bricksllm.http.admin_routes import route_operations
@@ -31,15 +31,18 @@ from bricksllm.pii_engines import EngineUnavailable
 from bricksllm.ports import Breaker, Counters, Metrics, PIIEngine, ResponseCache, Upstream
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.admin import AdminService
+from bricksllm.services.admin_budgets import BudgetAdmin
 from bricksllm.services.admin_policies import PolicyAdmin
 from bricksllm.services.admin_routes import RouteAdmin
 from bricksllm.services.config_cache import ConfigCache
 from bricksllm.services.events import EventWriter
 from bricksllm.services.limits import Limits
+from bricksllm.services.limits_seed import seed_counters
 from bricksllm.services.pii import PIIScreener
 from bricksllm.services.pii_guard import PIIGuard
 from bricksllm.services.proxy import ProxyService
 from bricksllm.services.routes import ProxyFront, RouteService
+from bricksllm.services.spend_estimate import Estimator
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.memory_routes import MemoryBreaker, MemoryCache
@@ -172,9 +175,16 @@ class Gateway:
             on_change=self.config.refresh,
             clock=self.clock,
         )
-        limits = Limits(
-            self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock
-        )
+        estimator = Estimator(s.limits_output_tokens, dict(s.limits_output_tokens_by_model))
+        await asyncio.to_thread(estimator.warm_up)  # once per process: ~0.5 s the first time
+        self.limits = limits = Limits(
+            self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock,
+            estimator=estimator,
+            lease=s.proxy_timeout + s.limits_reservation_grace, grace=s.limits_reservation_grace,
+            backlog=s.limits_settle_backlog, defer_unlimited=s.redis is not None,
+            budgets=lambda: self.config.current.budgets,
+        )  # fmt: skip
+        stack.push_async_callback(limits.close)  # after the servers drained: settles what it can
         pii = PIIGuard(self.config, PIIScreener(engine, self.metrics, s.pii_engine_timeout))
         policies = PolicyAdmin(self.stores.config, caps, on_change=self.config.refresh, clock=self.clock)
         self.proxy = ProxyService(
@@ -192,6 +202,7 @@ class Gateway:
             observers=(*observers, RequestLogger(bodies=s.log_bodies)),
             capture_limit=s.log_body_max_bytes,
         )
+        budgets = BudgetAdmin(self.stores.config, on_change=self.config.refresh, clock=self.clock)
         admin_app = create_admin_app(
             admin,
             admin_pass=s.admin_pass,
@@ -200,6 +211,7 @@ class Gateway:
             more=[
                 *policy_operations(policies),
                 *route_operations(RouteAdmin(self.stores.config, self.config.refresh, self.clock)),
+                *budget_operations(budgets),
             ],
             metrics=self.metrics if telemetry else None,
             exposition=telemetry if telemetry and telemetry.prometheus and s.metrics_port is None else None,
@@ -304,20 +316,8 @@ class Gateway:
     async def _seed(self, counters: Counters) -> None:
         """Rebuild missing counters from recorded events, so a restart (of the gateway on the
         embedded default, or of a Redis without persistence) keeps limits and spend."""
-        now = self.clock()
-        events = self.stores.events
-        for key in await self.stores.config.list_keys():
-            _, spent = await events.key_usage(key.key_id, 0)
-            if spent:
-                await counters.seed(f"{key.key_id}:spend", spent, None)
-            p = plan(key, now)
-            for quota in (*p.spend, p.rate):
-                if quota is None or quota.window is None:
-                    continue
-                requests, cost = await events.key_usage(key.key_id, quota.window.start)
-                value = requests if quota.kind == "rate" else cost
-                if value:
-                    await counters.seed(quota.counter_id(key.key_id), value, quota.window.expires_at)
+        keys, budgets = await self.stores.config.list_keys(), await self.stores.config.list_budgets()
+        await seed_counters(counters, keys, budgets, self.stores.events, self.clock())
 
     async def _stop_events(self) -> None:
         self.events_lost = await self.events.stop(grace=self.settings.shutdown_grace)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from bricksllm.domain.limits import Admission, AdmissionPlan, Window
-from bricksllm.domain.models import CustomProvider, Event, Key, PolicyRecord, ProviderSetting
+from bricksllm.domain.limits import Admission, Reservation
+from bricksllm.domain.models import CustomProvider, Event, Key, Limit, PolicyRecord, ProviderSetting
 from bricksllm.domain.routes import Route
 
 if TYPE_CHECKING:  # the PII package loads phonenumbers and RE2: only its users pay for that
@@ -30,6 +30,7 @@ class ConfigSnapshot:
     custom_providers: Sequence[CustomProvider]
     policies: Sequence[PolicyRecord] = ()
     routes: Sequence[Route] = ()
+    budgets: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)  # tag -> its budget
 
 
 class ConfigStore(Protocol):
@@ -62,6 +63,9 @@ class ConfigStore(Protocol):
     async def delete_route(self, route_id: str) -> bool: ...
     async def get_route(self, route_id: str) -> Route | None: ...
     async def list_routes(self) -> list[Route]: ...
+    async def put_budget(self, tag: str, limits: tuple[Limit, ...], now: int) -> None: ...  # create/replace
+    async def delete_budget(self, tag: str) -> bool: ...
+    async def list_budgets(self) -> dict[str, tuple[Limit, ...]]: ...
 
     async def version(self) -> int: ...
     async def snapshot(self) -> ConfigSnapshot: ...
@@ -129,18 +133,27 @@ class EventStore(Protocol):
         """(admitted requests, cost in micro-dollars) of a key's events since `since`."""
         ...
 
+    async def usage(self, query: EventQuery) -> tuple[int, int, int]:
+        """(admitted requests, micro-dollars, input + output tokens) of the events matching the
+        query's key ids, tags (all of them), models and start."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class Counters(Protocol):
-    """Live rate and spend counters, shared by every instance that uses the same backend."""
+    """Live request, spend and token counters, shared by every instance that uses the same backend."""
 
-    async def admit(self, key_id: str, plan: AdmissionPlan) -> Admission:
-        """Atomically check the plan's spend quotas and check-and-consume its rate quota."""
+    async def admit(self, reservation: Reservation) -> Admission:
+        """Atomically: drop expired reservations, apply `domain.limits.decide` to the plan, and if
+        admitted count the request on each request quota and reserve the estimates on each spend
+        and token quota."""
         ...
 
-    async def settle(self, key_id: str, micros: int, window: Window | None) -> None:
-        """Add a finished request's cost to the key's all-time spend and, if given, to `window`."""
+    async def settle(self, reservation: Reservation, cost: int, tokens: int) -> None:
+        """Atomically replace the reservation by the actual cost and tokens on every spend and
+        token quota of its plan (and count the request if it was not counted). Settling the same
+        reservation again changes nothing, so a settlement whose answer was lost may be retried."""
         ...
 
     async def spend(self, key_id: str) -> int:

@@ -124,6 +124,11 @@ class Settings:
     metrics_enabled: bool = False  # GET /metrics (Prometheus) on the admin port
     metrics_port: int | None = None  # GET /metrics alone on this port, without auth (implies enabled)
     log_level: str = "INFO"
+    # Spend and token limits (README "Spend and limits"): what a call reserves until it is settled.
+    limits_output_tokens: int = 1024  # output allowance of a call that sets no max_tokens
+    limits_output_tokens_by_model: tuple[tuple[str, int], ...] = ()  # per-model allowances
+    limits_reservation_grace: float = 60.0  # a reservation lives for the call's timeout plus this
+    limits_settle_backlog: int = 100_000  # settlements kept while Redis is unreachable
     pii_engine: str = ""  # an optional PII engine besides the built-in one: presidio | comprehend
     pii_presidio_model: str = "en_core_web_lg"  # an installed spaCy model (never downloaded)
     pii_engine_timeout: float = 2.0  # longest wait for the engine, per request
@@ -330,4 +335,21 @@ class Settings:
             log_format=choice("LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_bodies=flag("LOG_BODIES", False),
             log_body_max_bytes=integer("LOG_BODY_MAX_BYTES", 64 * 1024, 0),
+            limits_output_tokens=integer("LIMITS_DEFAULT_OUTPUT_TOKENS", 1024, 0),
+            limits_output_tokens_by_model=_model_allowances(get("LIMITS_OUTPUT_TOKENS_BY_MODEL")),
+            limits_reservation_grace=duration("LIMITS_RESERVATION_GRACE", 60.0),
+            limits_settle_backlog=integer("LIMITS_SETTLE_BACKLOG", 100_000, 1),
         )
+
+
+def _model_allowances(raw: str) -> tuple[tuple[str, int], ...]:
+    """LIMITS_OUTPUT_TOKENS_BY_MODEL: `model=tokens` pairs separated by commas."""
+    out = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        model, _, tokens = item.partition("=")
+        if not model.strip() or not tokens.strip().isdigit():
+            raise SettingsError(
+                f"LIMITS_OUTPUT_TOKENS_BY_MODEL: {item!r} is not model=tokens (e.g. gpt-4o=4096,o1=32768)"
+            )
+        out.append((model.strip(), int(tokens)))
+    return tuple(out)

@@ -21,6 +21,8 @@ from tests.browser.conftest import SCREENSHOTS, Recorder, Served, admin_call
 pytest.importorskip("playwright")
 from playwright.sync_api import expect
 
+from tests.contract.test_counters import add_spend
+
 DASH = "\u2013"  # the en dash of "1\u20134 of 4"
 SECRET = "bk-browser-secret-1"
 UPSTREAM_KEY = "sk-upstream-from-the-browser"
@@ -417,7 +419,7 @@ def _history(served: Served) -> None:
                     latency_in_ms=300 + (i * 7) % 900 + 400 * n,
                 )
             )
-        served.run(served.gateway.counters.settle(key["keyId"], spent, None))
+        served.run(add_spend(served.gateway.counters, key["keyId"], spent))
     served.run(served.gateway.stores.events.insert_events(events))
 
 

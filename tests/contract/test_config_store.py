@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from bricksllm.domain.models import (
     CustomProvider,
     Key,
+    Limit,
     ModelPrice,
     PathConfig,
     PolicyRecord,
@@ -51,6 +52,8 @@ def full_key(key_id: str = "key-1", key_hash: str = "hash-1", created_at: int = 
         allowed_paths=(PathConfig(path="/api/providers/openai/v1/chat/completions", method="POST"),),
         should_log_request=True,
         should_log_response=True,
+        more_limits=(Limit("requests", 1000, "d"), Limit("tokens", 50_000, "h")),
+        model_limits={"gpt-4o": (Limit("cost", 1_000_000, "mo"),)},
     )
 
 
@@ -489,3 +492,20 @@ async def test_a_key_keeps_its_policy_id(stores: SqlStores) -> None:
     key = dataclasses.replace(full_key(), policy_id="pol-1")
     await stores.config.create_key(key)
     assert await stores.config.get_key(key.key_id) == key
+
+
+async def test_tag_budgets_are_put_replaced_listed_and_deleted(stores: SqlStores) -> None:
+    config = stores.config
+    before = await config.version()
+    await config.put_budget("team-a", (Limit("cost", 5_000_000, "mo"),), 1_700_000_000)
+    await config.put_budget("team-b", (Limit("tokens", 9, "d"), Limit("requests", 3, "m")), 1_700_000_000)
+    await config.put_budget("team-a", (Limit("cost", 7, "total"),), 1_700_000_100)  # replaced
+    expected = {
+        "team-a": (Limit("cost", 7, "total"),),
+        "team-b": (Limit("tokens", 9, "d"), Limit("requests", 3, "m")),
+    }
+    assert await config.list_budgets() == expected
+    snap = await config.snapshot()
+    assert snap.budgets == expected and snap.version == await config.version() > before
+    assert await config.delete_budget("team-a") and not await config.delete_budget("team-a")
+    assert list(await config.list_budgets()) == ["team-b"]

@@ -324,6 +324,22 @@ async def test_key_usage_counts_cost_of_every_event(stores: SqlStores) -> None:
     assert await stores.events.key_usage("k3", 0) == (2, 48)
 
 
+async def test_usage_by_keys_tags_and_models(stores: SqlStores) -> None:
+    await stores.events.insert_events(
+        [
+            ev("u1", 10, "k5", ("team", "x"), 200, 40, 10, 5, 0),
+            ev("u2", 20, "k6", ("team",), 200, 60, 1, 2, 0),
+            ev("u3", 30, "k6", ("team",), 429, 0, 0, 0, 0),
+            ev("u4", 40, "k7", ("other",), 200, 9, 100, 100, 0),
+        ]
+    )
+    usage = stores.events.usage
+    assert await usage(EventQuery(tags=("team",))) == (2, 100, 18)
+    assert await usage(EventQuery(tags=("team",), start=20)) == (1, 60, 3)
+    assert await usage(EventQuery(key_ids=("k5", "k7"))) == (2, 49, 215)
+    assert await usage(EventQuery(key_ids=("k5",), models=("no-such-model",))) == (0, 0, 0)
+
+
 # -- failures -----------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bricksllm.domain.models import Event
+from tests.contract.test_counters import add_spend
 from tests.integration.admin_harness import Admin, problem_fields, running_admin
 
 
@@ -262,8 +263,8 @@ async def test_key_spend(admin: Admin) -> None:
         "costInMicroDollars": 0,
         "costInUsd": 0.0,
     }
-    await admin.counters.settle(key["keyId"], 1_234_567, None)
-    await admin.counters.settle(key["keyId"], 1, None)
+    await add_spend(admin.counters, key["keyId"], 1_234_567)
+    await add_spend(admin.counters, key["keyId"], 1)
     assert await admin.ok("GET", f"/api/reporting/keys/{key['keyId']}") == {
         "id": key["keyId"],
         "costInMicroDollars": 1_234_568,
@@ -331,8 +332,8 @@ async def test_every_keys_spend_all_time_and_in_its_window(admin: Admin) -> None
             ev("w3", day + 100, daily["keyId"], 500, 1, cost_micros=250_000),
         ]
     )
-    await admin.counters.settle(daily["keyId"], 5_500_000, None)
-    await admin.counters.settle(plain["keyId"], 42, None)
+    await add_spend(admin.counters, daily["keyId"], 5_500_000)
+    await add_spend(admin.counters, plain["keyId"], 42)
     usages = await admin.ok("GET", "/api/reporting/keys")
     usages.sort(key=lambda u: u["id"] != plain["keyId"])  # list order is the store's; plain first
     assert usages == [

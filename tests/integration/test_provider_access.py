@@ -120,11 +120,15 @@ async def test_rate_limit_admits_exactly_the_limit(start_gateway: GatewayFactory
 
 async def test_spend_limit(start_gateway: GatewayFactory, upstream: Upstream) -> None:
     gw: Running = await start_gateway()
-    key = await gw.create_key(await upstream.configure(gw), costLimitInUsd=0.000001)  # one micro-dollar
+    key = await gw.create_key(await upstream.configure(gw), costLimitInUsd=10.0)
     status, body = await upstream.call(gw)
     assert status == 200, body
     _, spend = await gw.admin("GET", f"/api/reporting/keys/{key['keyId']}")
-    assert spend["costInMicroDollars"] > 1  # the first call is priced, so the budget is spent
+    assert spend["costInMicroDollars"] > 1  # the call is priced
+    # a budget of exactly what was spent: nothing is left for the next call's estimate
+    limit = spend["costInMicroDollars"] / 1e6
+    status, _ = await gw.admin("PATCH", f"/api/key-management/keys/{key['keyId']}", {"costLimitInUsd": limit})
+    assert status == 200
     message = await _refused(gw, upstream, 429)
-    assert "spend limit of $1e-06 reached" in message
+    assert f"spend limit of ${limit:.6f}".rstrip("0") in message and "$0 left" in message
     assert len(upstream.requests) == 1

@@ -115,6 +115,7 @@ KEY_FIELDS = {
     "costLimitInUsdOverTime", "costLimitInUsdUnit", "rateLimitOverTime", "rateLimitUnit", "ttl",
     "allowedPaths", "createdAt", "updatedAt", "expiresAt", "policyId", "shouldLogRequest",
     "shouldLogResponse",
+    "rateLimits", "costLimits", "tokenLimits", "modelLimits",  # the limits as lists (shorthand included)
 }  # fmt: skip
 
 
@@ -131,6 +132,7 @@ def test_key_out_names_and_no_secret() -> None:
     out = KeyOut.from_domain(key).model_dump(mode="json")
     assert set(out) == KEY_FIELDS
     assert out["costLimitInUsd"] == 0.25 and out["allowedPaths"] == [{"path": "/a", "method": "GET"}]
+    assert out["costLimits"] == [{"usd": 0.25, "unit": "total"}] and out["rateLimits"] == []
     assert "deadbeef" not in str(out)
 
 

@@ -18,10 +18,11 @@ from bricksllm.domain.limits import (
     Quota,
     Window,
     decide,
+    key_limits,
     plan,
     window,
 )
-from bricksllm.domain.models import Key
+from bricksllm.domain.models import Key, Limit
 
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> int:
@@ -96,12 +97,15 @@ def test_window_rejects_unknown_units(unit: str) -> None:
 
 def test_counter_ids() -> None:
     w = Window("m", 1_700_000_040, 1_700_000_100)
-    assert Quota("spend", 5).counter_id("key1") == "key1:spend"
-    assert Quota("rate", 5, w).counter_id("key1") == "key1:rate:m:1700000040"
-    assert Quota("spend_window", 5, w).counter_id("key1") == "key1:spend_window:m:1700000040"
+    assert Quota("cost", 5, "key1").counter_id == "key1:spend"
+    assert Quota("requests", 5, "key1", w).counter_id == "key1:rate:m:1700000040"
+    assert Quota("cost", 5, "key1", w).counter_id == "key1:spend_window:m:1700000040"
+    assert Quota("tokens", 5, "key1", w).counter_id == "key1:tokens:m:1700000040"
+    assert Quota("tokens", 5, "key1").counter_id == "key1:tokens"
+    assert Quota("cost", 5, "tag:team").counter_id == "tag:team:spend"
     # The limit is not part of the id: changing a key's limit keeps its count.
-    assert Quota("rate", 1, w).counter_id("k") == Quota("rate", 99, w).counter_id("k")
-    assert Quota("rate", 1, w).counter_id("k") != Quota("rate", 1, Window("m", 1, 61)).counter_id("k")
+    assert Quota("requests", 1, "k", w).counter_id == Quota("requests", 99, "k", w).counter_id
+    assert Quota("requests", 1, "k", w).counter_id != Quota("requests", 1, "k", Window("m", 1, 61)).counter_id
 
 
 @pytest.mark.parametrize(
@@ -116,19 +120,27 @@ def test_counter_ids() -> None:
     ],
 )
 def test_retry_after(now: float, expected: int) -> None:
-    assert Quota("rate", 3, Window("m", 1_000, 1_060)).retry_after(now) == expected
+    assert Quota("requests", 3, "k", Window("m", 1_000, 1_060)).retry_after(now) == expected
 
 
 def test_retry_after_all_time_is_zero() -> None:
-    assert Quota("spend", 3).retry_after(1_000) == 0
+    assert Quota("cost", 3, "k").retry_after(1_000) == 0
+
+
+def test_only_spend_and_token_quotas_with_a_limit_reserve() -> None:
+    assert Quota("cost", 3, "k").reserves and Quota("tokens", 3, "k").reserves
+    assert not Quota("requests", 3, "k").reserves and not Quota("cost", 0, "k").reserves
 
 
 # --- plan() -------------------------------------------------------------------------------
 
 NOW = ts(2024, 2, 29, 12, 30, 15) + 0.25
+HOUR = Window("h", ts(2024, 2, 29, 12), ts(2024, 2, 29, 13))
+FEB = Window("mo", ts(2024, 2, 1), ts(2024, 3, 1))
+KEPT = Quota("cost", 0, "k")  # the all-time spend, kept for reporting when no limit is on it
 
 
-def key(**limits: int | str) -> Key:
+def key(**limits: object) -> Key:
     return Key("k", "name", "hash", 0, 0, **limits)  # type: ignore[arg-type]
 
 
@@ -136,7 +148,7 @@ TOTAL = [{}, {"cost_limit_micros": 5_000_000}]
 OVER_TIME = [
     {},
     {"cost_limit_over_time_micros": 1_000_000},  # an amount without a unit: ignored
-    {"cost_limit_unit": "d"},  # a unit without an amount: spend still recorded per window
+    {"cost_limit_unit": "d"},  # a unit without an amount: ignored
     {"cost_limit_over_time_micros": 1_000_000, "cost_limit_unit": "d"},
     {"cost_limit_over_time_micros": 1_000_000, "cost_limit_unit": "mo"},
 ]
@@ -150,79 +162,92 @@ RATE = [
 
 
 @pytest.mark.parametrize(("total", "over_time", "rate"), list(itertools.product(TOTAL, OVER_TIME, RATE)))
-def test_plan_every_combination(total: dict, over_time: dict, rate: dict) -> None:
-    k = key(**total, **over_time, **rate)
-    p = plan(k, NOW)
-    expected_spend: list[Quota] = []
-    if total:
-        expected_spend.append(Quota("spend", 5_000_000))
+def test_plan_every_combination_of_the_shorthand_fields(total: dict, over_time: dict, rate: dict) -> None:
+    p = plan(key(**total, **over_time, **rate), NOW)
+    expected = [Quota("cost", 5_000_000, "k", None, "costLimitInUsd")] if total else []
     unit = over_time.get("cost_limit_unit")
-    expected_window = window(unit, NOW) if unit else None
     if unit and over_time.get("cost_limit_over_time_micros"):
-        expected_spend.append(Quota("spend_window", 1_000_000, expected_window))
-    expected_rate = None
+        expected.append(Quota("cost", 1_000_000, "k", window(unit, NOW), "costLimitInUsdOverTime"))
     if rate.get("rate_limit_over_time") and rate.get("rate_limit_unit"):
-        expected_rate = Quota("rate", rate["rate_limit_over_time"], window(rate["rate_limit_unit"], NOW))
-    assert p == AdmissionPlan(tuple(expected_spend), expected_rate, expected_window)
-    assert p.empty == (not expected_spend and expected_rate is None)
+        w = window(rate["rate_limit_unit"], NOW)
+        expected.append(Quota("requests", rate["rate_limit_over_time"], "k", w, "rateLimitOverTime"))
+    if not total:
+        expected.append(KEPT)
+    assert p == AdmissionPlan(tuple(expected))
+    assert p.empty == (len(expected) == 1 and not total)
 
 
-def test_plan_with_every_limit() -> None:
+def test_plan_with_several_windows_models_and_tag_budgets() -> None:
     k = key(
-        cost_limit_micros=5_000_000,
-        cost_limit_over_time_micros=1_000_000,
-        cost_limit_unit="mo",
-        rate_limit_over_time=100,
-        rate_limit_unit="h",
+        cost_limit_micros=500_000_000,
+        rate_limit_over_time=60,
+        rate_limit_unit="m",
+        tags=("team-a", "other"),
+        more_limits=(
+            Limit("requests", 1000, "d"),
+            Limit("cost", 5_000_000, "d"),
+            Limit("tokens", 10_000, "h"),
+        ),
+        model_limits={"gpt-4o": (Limit("cost", 1_000_000, "mo"),)},
     )
-    feb = Window("mo", ts(2024, 2, 1), ts(2024, 3, 1))
-    assert plan(k, NOW) == AdmissionPlan(
-        (Quota("spend", 5_000_000), Quota("spend_window", 1_000_000, feb)),
-        Quota("rate", 100, Window("h", ts(2024, 2, 29, 12), ts(2024, 2, 29, 13))),
-        feb,
+    budgets = {"team-a": [Limit("cost", 100_000_000, "mo")], "nobody": [Limit("cost", 1, "total")]}
+    minute, day = window("m", NOW), window("d", NOW)
+    assert plan(k, NOW, "gpt-4o", budgets).quotas == (
+        Quota("cost", 500_000_000, "k", None, "costLimitInUsd"),
+        Quota("requests", 60, "k", minute, "rateLimitOverTime"),
+        Quota("requests", 1000, "k", day, "rateLimits"),
+        Quota("cost", 5_000_000, "k", day, "costLimits"),
+        Quota("tokens", 10_000, "k", HOUR, "tokenLimits"),
+        Quota("cost", 1_000_000, "k:model:gpt-4o", FEB, "modelLimits[gpt-4o]"),
+        Quota("cost", 100_000_000, "tag:team-a", FEB, "budget of tag team-a"),
     )
+    assert len(plan(k, NOW, "gpt-4o-mini", budgets).quotas) == 6  # no override for that model
+    assert key_limits(k)[:2] == (Limit("cost", 500_000_000, "total"), Limit("requests", 60, "m"))
 
 
-def test_plan_of_a_key_without_limits_is_empty() -> None:
+def test_plan_of_a_key_without_limits_only_keeps_its_spend() -> None:
     p = plan(key(), NOW)
-    assert p == AdmissionPlan() and p.empty and p.spend_window is None
-
-
-def test_a_plan_with_only_a_spend_window_to_record_is_empty() -> None:
-    p = plan(key(cost_limit_unit="h"), NOW)
-    assert p.empty
-    assert p.spend_window == Window("h", ts(2024, 2, 29, 12), ts(2024, 2, 29, 13))
+    assert p == AdmissionPlan((KEPT,)) and p.empty
 
 
 # --- decide() -----------------------------------------------------------------------------
 
 W = Window("m", 0, 60)
-TOTAL_Q, WINDOW_Q, RATE_Q = Quota("spend", 100), Quota("spend_window", 10, W), Quota("rate", 3, W)
-FULL = AdmissionPlan((TOTAL_Q, WINDOW_Q), RATE_Q, W)
+SPEND, RATE_Q, TOKENS = Quota("cost", 100, "k"), Quota("requests", 3, "k", W), Quota("tokens", 50, "k", W)
+FULL = AdmissionPlan((SPEND, RATE_Q, TOKENS))
 
 
 @pytest.mark.parametrize(
-    ("p", "spent", "used", "expected"),
+    ("counted", "reserved", "cost", "tokens", "denied"),
     [
-        (AdmissionPlan(), [], 0, Admission(True, None, -1)),
-        (AdmissionPlan((TOTAL_Q,)), [99], 0, Admission(True, None, -1)),
-        (AdmissionPlan((TOTAL_Q,)), [100], 0, Admission(False, TOTAL_Q, -1)),  # at the limit: denied
-        (AdmissionPlan((TOTAL_Q,)), [250], 0, Admission(False, TOTAL_Q, -1)),
-        (AdmissionPlan((), RATE_Q), [], 0, Admission(True, None, 2)),
-        (AdmissionPlan((), RATE_Q), [], 2, Admission(True, None, 0)),  # the last one
-        (AdmissionPlan((), RATE_Q), [], 3, Admission(False, RATE_Q, 0)),
-        (AdmissionPlan((), RATE_Q), [], 7, Admission(False, RATE_Q, 0)),
-        (FULL, [0, 0], 0, Admission(True, None, 2)),
-        (FULL, [99, 9], 2, Admission(True, None, 0)),
-        (FULL, [100, 10], 3, Admission(False, TOTAL_Q, -1)),  # the first exhausted quota wins
-        (FULL, [0, 10], 3, Admission(False, WINDOW_Q, -1)),  # spend is checked before rate
-        (FULL, [0, 9], 3, Admission(False, RATE_Q, 0)),
+        ([0, 0, 0], [0, 0, 0], 100, 50, None),  # exactly the limit: admitted
+        ([0, 0, 0], [0, 0, 0], 101, 0, SPEND),  # an estimate alone over the limit
+        ([60, 0, 0], [30, 0, 0], 10, 0, None),
+        ([60, 0, 0], [30, 0, 0], 11, 0, SPEND),  # spent + reserved + estimate > limit
+        ([0, 2, 0], [0, 0, 0], 0, 0, None),  # the last request
+        ([0, 3, 0], [0, 0, 0], 0, 0, RATE_Q),
+        ([0, 0, 20], [0, 0, 25], 0, 6, TOKENS),
+        ([100, 3, 50], [0, 0, 0], 1, 1, SPEND),  # the first quota that refuses is named
     ],
 )
-def test_decide(p: AdmissionPlan, spent: list[int], used: int, expected: Admission) -> None:
-    assert decide(p, spent, used) == expected
+def test_decide(
+    counted: list[int], reserved: list[int], cost: int, tokens: int, denied: Quota | None
+) -> None:
+    admission = decide(FULL, counted, reserved, cost, tokens)
+    assert admission == Admission(denied is None, denied, tuple(counted), tuple(reserved))
 
 
-def test_decide_needs_one_value_per_spend_quota() -> None:
+def test_what_is_left_after_an_admission() -> None:
+    admission = decide(FULL, [60, 1, 10], [30, 0, 5], 10, 20)
+    assert admission.allowed and admission.left(FULL, 10, 20) == [0, 1, 15]
+    refused = decide(FULL, [60, 1, 10], [30, 0, 5], 11, 20)
+    assert refused.left(FULL, 11, 20) == [10, 2, 35]  # a refusal takes nothing
+
+
+def test_a_kept_quota_never_refuses() -> None:
+    assert decide(AdmissionPlan((KEPT,)), [10**12], [0], 10**9, 0).allowed
+
+
+def test_decide_needs_one_value_per_quota() -> None:
     with pytest.raises(ValueError):
-        decide(FULL, [0], 0)
+        decide(FULL, [0], [0], 0, 0)

@@ -34,6 +34,16 @@ class PathConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit: `amount` requests, micro-dollars or tokens (`metric`) per calendar window `unit`
+    (s, m, h, d, mo), or in total (`unit` "total")."""
+
+    metric: str  # "requests" | "cost" | "tokens"
+    amount: int
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Key:
     """An API key handed out by the operator. `key_hash` is the SHA-256 hex of the secret."""
 
@@ -58,6 +68,9 @@ class Key:
     policy_id: str = ""  # a PII policy screening every request of the key; "" = none
     should_log_request: bool = False  # store each request's body with its event (capped)
     should_log_response: bool = False  # store each answer's body (streams: the text relayed)
+    # Limits beyond the single-window shorthand fields above (see `domain.limits.key_limits`):
+    more_limits: tuple[Limit, ...] = ()
+    model_limits: dict[str, tuple[Limit, ...]] = field(default_factory=dict)  # model -> its limits
 
     @property
     def all_setting_ids(self) -> tuple[str, ...]:

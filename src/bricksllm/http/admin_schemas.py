@@ -26,6 +26,21 @@ from bricksllm.domain.models import (
     micros_to_usd,
     usd_to_micros,
 )
+from bricksllm.errors import Invalid
+from bricksllm.http.admin_limits import (
+    CostLimitIn,
+    CostLimitOut,
+    CountLimitOut,
+    LimitsIn,
+    LimitsOut,
+    RateLimitIn,
+    TokenLimitIn,
+    cost_limits,
+    key_limits_out,
+    model_limits,
+    rate_limits,
+    token_limits,
+)
 from bricksllm.ports import DataPoint, Report
 from bricksllm.services.admin import KeyFields, KeyUsage
 from bricksllm.services.admin_rules import PUBLIC_SETTING_KEYS
@@ -123,6 +138,15 @@ _KEY_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "policy_id": ("policy_id", _as_is),
     "should_log_request": ("should_log_request", _as_is),
     "should_log_response": ("should_log_response", _as_is),
+    "rate_limits": ("rate_limits", rate_limits),  # applied over the shorthand by services.admin
+    "cost_limits": ("cost_limits", cost_limits),
+    "token_limits": ("token_limits", token_limits),
+    "model_limits": ("model_limits", model_limits),
+}
+_LISTS = {"rate_limits", "cost_limits", "token_limits", "model_limits"}  # only when given
+_SHORTHAND = {
+    "cost_limits": ("cost_limit_in_usd", "cost_limit_in_usd_over_time", "cost_limit_in_usd_unit"),
+    "rate_limits": ("rate_limit_over_time", "rate_limit_unit"),
 }
 
 
@@ -145,9 +169,23 @@ class KeyPatch(CamelRequest):
     policy_id: str = Field("", description='the PII policy screening this key\'s requests; "" = none')
     should_log_request: bool = Field(False, description="store each request's body with its event")
     should_log_response: bool = Field(False, description="store each answer's body with its event")
+    rate_limits: list[RateLimitIn] = Field(
+        [], description="several request limits; replaces rateLimitOverTime"
+    )
+    cost_limits: list[CostLimitIn] = Field([], description="several spend limits; replaces costLimitInUsd*")
+    token_limits: list[TokenLimitIn] = Field([], description="input + output token limits")
+    model_limits: dict[str, LimitsIn] = Field({}, description="limits on this key's calls to one model")
+
+    def _check_lists(self) -> None:
+        for lists, shorthand in _SHORTHAND.items():
+            both = [to_camel(f) for f in shorthand if f in self.model_fields_set]
+            if lists in self.model_fields_set and both:
+                name = to_camel(lists)
+                raise Invalid(f"{name}: give either it or {', '.join(both)}", fields=[name])
 
     def to_fields(self) -> KeyFields:
         """The fields present in the request, in domain names and units."""
+        self._check_lists()
         out: dict[str, Any] = {}
         for attr in self.model_fields_set & _KEY_FIELDS.keys():
             name, convert = _KEY_FIELDS[attr]
@@ -162,9 +200,11 @@ class KeyCreate(KeyPatch):
     key: str = Field(min_length=1, repr=False, description="the secret; stored hashed, never returned")
 
     def to_fields(self) -> KeyFields:
+        self._check_lists()
         out: dict[str, Any] = {}
         for attr, (name, convert) in _KEY_FIELDS.items():
-            out[name] = convert(getattr(self, attr))
+            if attr not in _LISTS or attr in self.model_fields_set:
+                out[name] = convert(getattr(self, attr))
         return KeyFields(**out)  # type: ignore[typeddict-item]
 
 
@@ -189,6 +229,10 @@ class KeyOut(CamelResponse):
     created_at: int
     updated_at: int
     expires_at: int | None = Field(description="unix seconds when the ttl runs out; null = never")
+    rate_limits: list[CountLimitOut] = []
+    cost_limits: list[CostLimitOut] = []
+    token_limits: list[CountLimitOut] = []
+    model_limits: dict[str, LimitsOut] = {}
 
     @classmethod
     def from_domain(cls, key: Key) -> KeyOut:
@@ -213,6 +257,7 @@ class KeyOut(CamelResponse):
             created_at=key.created_at,
             updated_at=key.updated_at,
             expires_at=key.expires_at(),
+            **key_limits_out(key),
         )
 
 

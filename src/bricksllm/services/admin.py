@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypedDict
 
+from bricksllm.domain.budgets import with_limits
 from bricksllm.domain.durations import parse_ttl
 from bricksllm.domain.limits import Window, window
 from bricksllm.domain.models import (
     CustomProvider,
     Event,
     Key,
+    Limit,
     ModelPrice,
     PathConfig,
     ProviderSetting,
@@ -61,6 +63,10 @@ class KeyFields(TypedDict, total=False):
     policy_id: str
     should_log_request: bool
     should_log_response: bool
+    rate_limits: tuple[Limit, ...]  # each list replaces the key's limits of its kind (domain.budgets)
+    cost_limits: tuple[Limit, ...]
+    token_limits: tuple[Limit, ...]
+    model_limits: dict[str, tuple[Limit, ...]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,6 +78,9 @@ class KeyUsage:
     spend_micros: int
     window: Window | None = None
     window_spend_micros: int = 0
+
+
+_LIMIT_LISTS = {"requests": "rate_limits", "cost": "cost_limits", "tokens": "token_limits"}
 
 
 def _ttl_seconds(ttl: str) -> int:
@@ -110,11 +119,14 @@ class AdminService:
             raise Invalid("key: must not be empty", fields=["key"])
         now = self._now()
         values: dict[str, Any] = dict(fields)
+        lists = {m: values.pop(f) for m, f in _LIMIT_LISTS.items() if f in values}
         if not values.get("revoked"):
             values["revoked_reason"] = ""
         key = Key(
             key_id=str(uuid.uuid4()), key_hash=hash_secret(secret), created_at=now, updated_at=now, **values
         )
+        for metric, limits in lists.items():
+            key = with_limits(key, metric, limits)
         key = dataclasses.replace(key, ttl_seconds=_ttl_seconds(key.ttl))
         await self._check_key(key)
         try:
@@ -129,7 +141,10 @@ class AdminService:
         if current is None:
             raise NotFound(f"key {key_id} not found")
         values: dict[str, Any] = dict(changes)
+        lists = {m: values.pop(f) for m, f in _LIMIT_LISTS.items() if f in values}
         key = dataclasses.replace(current, updated_at=max(self._now(), current.updated_at), **values)
+        for metric, limits in lists.items():
+            key = with_limits(key, metric, limits)
         if not key.revoked:
             key = dataclasses.replace(key, revoked_reason="")
         if "ttl" in changes:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from bricksllm.domain.budgets import budget_problems, model_limit_problems
 from bricksllm.domain.limits import COST_UNITS, RATE_UNITS
 from bricksllm.domain.models import CustomProvider, Key, RouteConfig
 from bricksllm.domain.text import has_control_chars
@@ -95,6 +96,7 @@ def key_problems(key: Key) -> Problems:
     problems += _pair(
         "rateLimitOverTime", "rateLimitUnit", key.rate_limit_over_time, key.rate_limit_unit, RATE_UNITS
     )
+    problems += budget_problems(key.more_limits) + model_limit_problems(key.model_limits)
     for i, p in enumerate(key.allowed_paths):
         if not p.path.startswith("/"):
             problems.append((f"allowedPaths[{i}].path", "must start with /"))

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bricksllm.domain.models import CustomProvider, Key, ProviderSetting
+from bricksllm.domain.models import CustomProvider, Key, Limit, ProviderSetting
 from bricksllm.domain.pii import BUILTIN_ONLY, ENTITIES, Capabilities, CompiledPolicy, parse_policy
 from bricksllm.domain.routes import Route
 from bricksllm.outages import OutageLog
@@ -34,6 +34,7 @@ class ConfigIndex:
     custom_providers: dict[str, CustomProvider] = field(default_factory=dict)
     policies: dict[str, CompiledPolicy] = field(default_factory=dict)  # compiled once per change
     routes_by_path: dict[str, Route] = field(default_factory=dict)
+    budgets: Mapping[str, tuple[Limit, ...]] = field(default_factory=dict)  # tag -> its budget
 
     @classmethod
     def build(cls, snap: ConfigSnapshot, caps: Capabilities = BUILTIN_ONLY) -> ConfigIndex:
@@ -45,6 +46,7 @@ class ConfigIndex:
             custom_providers={p.provider: p for p in snap.custom_providers},
             policies={p.id: compile_policy(p.document, caps) for p in snap.policies},
             routes_by_path={r.path: r for r in snap.routes},
+            budgets=snap.budgets,
         )
 
 

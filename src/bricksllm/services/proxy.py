@@ -179,7 +179,7 @@ class ProxyService:
             for transform in self._transforms:
                 view = await transform(key, target, view)
             view = target.kind.prepare(view)
-            admitted = await self._limits.admit(key)
+            admitted = await self._limits.admit(key, target, view, seconds=timeout)
         except BricksError as exc:
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted
@@ -402,7 +402,8 @@ class ProxyService:
                 self._metrics.incr("pricing.unknown_model")
             if not metered.parsed:
                 self._metrics.incr("pricing.unreadable_answer")
-            await self._limits.settle(call.key, call.admitted, micros)
+        tokens = usage.prompt_tokens + usage.completion_tokens if usage is not None and billable else 0
+        await self._limits.settle(call.admitted, micros, tokens)  # at every end: frees the reservation
         self._recorder.record(
             call.method, call.path, call.custom_id, call.created_at, call.timing,
             call.key, call.target.provider, call.view, status, usage or Usage(), micros,

@@ -51,5 +51,6 @@ def upstream_headers(
 
 
 def reply_headers(upstream: Headers, admitted: Admitted) -> list[tuple[str, str]]:
-    headers = [(k, v) for k, v in upstream.items() if k.lower() not in HOP_BY_HOP]
-    return headers + admitted.rate_headers()
+    ours = admitted.rate_headers()  # the gateway's limits replace the provider's headers of that name
+    dropped = HOP_BY_HOP | {name for name, _ in ours}
+    return [(k, v) for k, v in upstream.items() if k.lower() not in dropped] + ours

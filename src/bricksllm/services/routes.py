@@ -131,14 +131,16 @@ class RouteService:
             parsed = _json_object(body)
             operation = operation or operation_of(parsed)
             plan = self._plan(key, route, operation)
-            first = next((p.target for p in plan if p.target is not None), None)
-            if first is None:
+            usable = next((p for p in plan if p.target is not None), None)
+            first = usable.target if usable is not None else None
+            if usable is None or first is None:
                 raise Forbidden("[BricksLLM] the key has no provider setting for any step of this route")
             view = RequestView(body, parsed, str(parsed.get("model", "")), parsed.get("stream") is True)
             for transform in self._transforms:
                 view = await transform(key, first, view)
             client = parsed if view.body is body else _json_object(view.body)
-            admitted = await self._limits.admit(key)
+            # reserved at the first usable step's model and price (a failover settles at its own)
+            admitted = await self._limits.admit(key, first, self.step_view(client, usable.step, first, view))
         except BricksError as exc:
             if isinstance(exc, LimitRefusal):
                 admitted = exc.admitted

@@ -1,12 +1,13 @@
-"""Live rate and spend counters held in this process (the embedded, single-instance backend).
+"""Live request, spend and token counters held in this process (the embedded backend).
 
-Admission must be exact: `admit` reads every counter, applies `domain.limits.decide` and
-increments the rate counter without a single `await` in between, so on one event loop it is
-atomic and 50 concurrent admits against a limit of 10 admit exactly 10. Windowed counters
-expire at their window's end plus the same grace the Redis backend gives its keys; a heap of
-expiry times lets every operation drop ended windows in O(log n) each, so memory stays
-bounded by the live windows no matter how many old ones there were. Counters are lost on
-restart: the composition root rebuilds them from recorded events with `seed`.
+Admission must be exact: `admit` reads every counter and its reservations, applies
+`domain.limits.decide`, counts the request and reserves the estimates without a single `await`
+in between, so on one event loop it is one critical section: 200 concurrent calls against a
+budget reserve it exactly. Windowed counters expire at their window's end plus the same grace the
+Redis backend gives its keys, and reservations at their lease; heaps of expiry times let every
+operation drop what ended in O(log n) each, so memory stays bounded by the live windows and the
+calls in flight. Counters are lost on restart: the composition root rebuilds them from recorded
+events with `seed`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ import heapq
 import time
 from collections.abc import Callable
 
-from bricksllm.domain.limits import Admission, AdmissionPlan, Quota, Window, decide
+from bricksllm.domain.limits import Admission, Quota, Reservation, amount, decide
 
-# Keep a window's counter this long after the window ends, so a request planned just before
-
-
-def expiry(window: Window) -> int:
-    """When a counter of `window` may be forgotten (unix seconds)."""
-    return window.expires_at
+# A settled reservation's id is remembered this long, so a settlement applied twice counts once.
+SETTLED_MEMORY_SECONDS = 60  # in-process, a settlement is retried at once or never
 
 
 class MemoryCounters:
@@ -33,36 +30,55 @@ class MemoryCounters:
         self._values: dict[str, int] = {}
         self._expires: dict[str, int] = {}  # counter id -> unix seconds; absent = never
         self._heap: list[tuple[int, str]] = []  # (expires at, counter id); may hold stale entries
+        self._reserved: dict[str, int] = {}  # counter id -> sum of its live reservations
+        self._held: dict[tuple[str, str], int] = {}  # (counter id, reservation id) -> amount
+        self._leases: list[tuple[int, str, str]] = []  # (lease end, counter id, reservation id)
+        self._settled: dict[str, int] = {}  # reservation id -> when it may be forgotten
+        self._settled_heap: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
         """Number of live counters (for tests and metrics)."""
         self._sweep(self._now())
         return len(self._values)
 
-    async def admit(self, key_id: str, plan: AdmissionPlan) -> Admission:
-        # No await below: read, decide and increment happen in one step of the event loop.
+    def reserved(self, counter_id: str) -> int:
+        """What calls in flight hold on a counter (for tests)."""
+        self._sweep(self._now())
+        return self._reserved.get(counter_id, 0)
+
+    async def admit(self, reservation: Reservation) -> Admission:
+        # No await below: read, decide, count and reserve happen in one step of the event loop.
         now = self._now()
         self._sweep(now)
-        spent = [self._values.get(q.counter_id(key_id), 0) for q in plan.spend]
-        rate = plan.rate
-        used = self._values.get(rate.counter_id(key_id), 0) if rate is not None else 0
-        admission = decide(plan, spent, used)
-        if admission.allowed and rate is not None:
-            expires_at = expiry(rate.window) if rate.window is not None else None
-            self._add(rate.counter_id(key_id), 1, expires_at, now)
+        quotas = reservation.plan.quotas
+        counted = [self._values.get(q.counter_id, 0) for q in quotas]
+        reserved = [self._reserved.get(q.counter_id, 0) for q in quotas]
+        admission = decide(reservation.plan, counted, reserved, reservation.cost, reservation.tokens)
+        if admission.allowed:
+            for quota in quotas:
+                if quota.metric == "requests":
+                    self._add(quota, 1, now)
+                elif quota.reserves:
+                    self._reserve(quota, reservation, now)
         return admission
 
-    async def settle(self, key_id: str, micros: int, window: Window | None) -> None:
-        if micros == 0:
-            return
+    async def settle(self, reservation: Reservation, cost: int, tokens: int) -> None:
         now = self._now()
         self._sweep(now)
-        self._add(Quota("spend", 0).counter_id(key_id), micros, None, now)
-        if window is not None:
-            self._add(Quota("spend_window", 0, window).counter_id(key_id), micros, expiry(window), now)
+        if reservation.id in self._settled:
+            return
+        self._settled[reservation.id] = int(now) + SETTLED_MEMORY_SECONDS
+        heapq.heappush(self._settled_heap, (int(now) + SETTLED_MEMORY_SECONDS, reservation.id))
+        for quota in reservation.plan.quotas:
+            self._release(quota.counter_id, reservation.id)
+            if quota.metric == "requests":
+                if not reservation.counted:
+                    self._add(quota, 1, now)
+                continue
+            self._add(quota, amount(quota, cost, tokens), now)
 
     async def spend(self, key_id: str) -> int:
-        return self._values.get(Quota("spend", 0).counter_id(key_id), 0)
+        return self._values.get(Quota("cost", 0, key_id).counter_id, 0)
 
     async def seed(self, counter_id: str, value: int, expires_at: int | None) -> None:
         """Set a counter that does not exist yet (start-up rebuild from recorded events); one whose
@@ -77,13 +93,35 @@ class MemoryCounters:
     async def close(self) -> None:
         return None
 
-    def _add(self, counter_id: str, amount: int, expires_at: int | None, now: float) -> None:
+    def _reserve(self, quota: Quota, reservation: Reservation, now: float) -> None:
+        held = amount(quota, reservation.cost, reservation.tokens)
+        if held <= 0 or reservation.lease_until <= now:
+            return
+        counter_id = quota.counter_id
+        self._held[(counter_id, reservation.id)] = held
+        self._reserved[counter_id] = self._reserved.get(counter_id, 0) + held
+        heapq.heappush(self._leases, (reservation.lease_until, counter_id, reservation.id))
+
+    def _release(self, counter_id: str, reservation_id: str) -> None:
+        held = self._held.pop((counter_id, reservation_id), None)
+        if held is None:
+            return
+        left = self._reserved[counter_id] - held
+        if left:
+            self._reserved[counter_id] = left
+        else:
+            del self._reserved[counter_id]
+
+    def _add(self, quota: Quota, value: int, now: float) -> None:
+        if value == 0:
+            return
+        counter_id, expires_at = quota.counter_id, quota.expires_at
         if expires_at is not None and expires_at <= now:
             return  # the window is over: like an EXPIREAT in the past on Redis, nothing stays
         if counter_id in self._values:
-            self._values[counter_id] += amount
+            self._values[counter_id] += value
             return
-        self._values[counter_id] = amount
+        self._values[counter_id] = value
         self._set_expiry(counter_id, expires_at)
 
     def _set_expiry(self, counter_id: str, expires_at: int | None) -> None:
@@ -100,3 +138,11 @@ class MemoryCounters:
             if self._expires.get(counter_id) == expires_at:  # skip entries a seed superseded
                 del self._expires[counter_id]
                 del self._values[counter_id]
+        leases = self._leases
+        while leases and leases[0][0] <= now:
+            _, counter_id, reservation_id = heapq.heappop(leases)
+            self._release(counter_id, reservation_id)  # not settled in time: the process died, or hangs
+        settled = self._settled_heap
+        while settled and settled[0][0] <= now:
+            _, reservation_id = heapq.heappop(settled)
+            self._settled.pop(reservation_id, None)

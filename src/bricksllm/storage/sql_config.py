@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bricksllm.domain.models import (
     CustomProvider,
     Key,
+    Limit,
     ModelPrice,
     PathConfig,
     PolicyRecord,
@@ -29,6 +30,7 @@ from bricksllm.domain.routes import Route, RouteStep
 from bricksllm.errors import NotFound
 from bricksllm.ports import ConfigSnapshot
 from bricksllm.storage.sql_engine import translate_errors, write_transaction
+from bricksllm.storage.sql_limits import budgets_from_rows, key_limits_fields, key_limits_json, limits_json
 from bricksllm.storage.sql_listen import ConfigListener
 from bricksllm.storage.tables import (
     config_version,
@@ -37,6 +39,7 @@ from bricksllm.storage.tables import (
     policies,
     provider_settings,
     routes,
+    tag_budgets,
 )
 
 T = TypeVar("T")
@@ -53,13 +56,16 @@ def key_row(key: Key) -> dict[str, Any]:
     row["tags"] = list(key.tags)
     row["setting_ids"] = list(key.setting_ids)
     row["allowed_paths"] = [dataclasses.asdict(p) for p in key.allowed_paths]
+    del row["more_limits"], row["model_limits"]
+    row["limits"] = key_limits_json(key)
     return row
 
 
 def key_from_row(row: sa.Row[Any]) -> Key:
     m = row._mapping
     return Key(
-        **{k: m[k] for k in m if k not in {"tags", "setting_ids", "allowed_paths"}},
+        **{k: m[k] for k in m if k not in {"tags", "setting_ids", "allowed_paths", "limits"}},
+        **key_limits_fields(m.get("limits")),
         tags=tuple(m["tags"]),
         setting_ids=tuple(m["setting_ids"]),
         allowed_paths=tuple(_build(PathConfig, p) for p in m["allowed_paths"]),
@@ -178,6 +184,7 @@ _SETTINGS = sa.select(provider_settings).order_by(provider_settings.c.created_at
 _PROVIDERS = sa.select(custom_providers).order_by(custom_providers.c.created_at, custom_providers.c.id)
 _POLICIES = sa.select(policies).order_by(policies.c.created_at, policies.c.id)
 _ROUTES = sa.select(routes).order_by(routes.c.created_at, routes.c.id)
+_BUDGETS = sa.select(tag_budgets).order_by(tag_budgets.c.tag)
 _VERSION = sa.select(config_version.c.version).where(config_version.c.id == 1)
 
 
@@ -349,6 +356,25 @@ class SqlConfigStore:
     async def list_routes(self) -> list[Route]:
         return [route_from_row(r) for r in await self._all(_ROUTES, "listing routes")]
 
+    async def put_budget(self, tag: str, limits: tuple[Limit, ...], now: int) -> None:
+        row = {"tag": tag, "limits": limits_json(limits), "created_at": now, "updated_at": now}
+        async with translate_errors("writing a tag budget"), write_transaction(self._engine) as conn:
+            stmt = tag_budgets.update().where(tag_budgets.c.tag == tag)
+            updated = await conn.execute(stmt.values(limits=row["limits"], updated_at=now))
+            if not updated.rowcount:
+                await conn.execute(tag_budgets.insert().values(**row))
+            await self._bump(conn)
+
+    async def delete_budget(self, tag: str) -> bool:
+        async with translate_errors("deleting a tag budget"), write_transaction(self._engine) as conn:
+            deleted = (await conn.execute(sa.delete(tag_budgets).where(tag_budgets.c.tag == tag))).rowcount
+            if deleted:
+                await self._bump(conn)
+        return bool(deleted)
+
+    async def list_budgets(self) -> dict[str, tuple[Limit, ...]]:
+        return budgets_from_rows(await self._all(_BUDGETS, "listing tag budgets"))
+
     async def version(self) -> int:
         async with translate_errors("reading the config version"), self._engine.connect() as conn:
             return int(await conn.scalar(_VERSION) or 0)
@@ -366,6 +392,7 @@ class SqlConfigStore:
                 provider_rows = (await conn.execute(_PROVIDERS)).all()
                 policy_rows = (await conn.execute(_POLICIES)).all()
                 route_rows = (await conn.execute(_ROUTES)).all()
+                budget_rows = (await conn.execute(_BUDGETS)).all()
         return ConfigSnapshot(
             version=version,
             keys=[key_from_row(r) for r in key_rows],
@@ -373,6 +400,7 @@ class SqlConfigStore:
             custom_providers=[provider_from_row(r) for r in provider_rows],
             policies=[policy_from_row(r) for r in policy_rows],
             routes=[route_from_row(r) for r in route_rows],
+            budgets=budgets_from_rows(budget_rows),
         )
 
     # -- change notification ---------------------------------------------------------------

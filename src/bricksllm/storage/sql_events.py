@@ -295,5 +295,17 @@ class SqlEventStore:
             admitted, cost = (await conn.execute(stmt)).one()
         return _int(admitted), _int(cost)
 
+    async def usage(self, query: EventQuery) -> tuple[int, int, int]:
+        """(admitted events, cost, input + output tokens) of the events matching the query's
+        key ids, tags, models and start (the rest of it ignored)."""
+        stmt = sa.select(
+            sa.func.count().filter(_c.status.not_in(REJECTED_STATUSES)),
+            sa.func.sum(_c.cost_micros),
+            sa.func.sum(_c.prompt_token_count + _c.completion_token_count),
+        ).where(*self._where(key_ids=query.key_ids, tags=query.tags, models=query.models, start=query.start))
+        async with translate_errors("reading usage"), self._engine.connect() as conn:
+            admitted, cost, tokens = (await conn.execute(stmt)).one()
+        return _int(admitted), _int(cost), _int(tokens)
+
     async def close(self) -> None:
         """Nothing to release: the engine belongs to `SqlStores`."""

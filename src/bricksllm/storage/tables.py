@@ -54,6 +54,7 @@ keys = sa.Table(
     sa.Column("policy_id", sa.String(), nullable=False, server_default=""),
     sa.Column("should_log_request", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("should_log_response", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("limits", Json, nullable=False, server_default="{}"),  # storage.sql_limits
     sa.UniqueConstraint("key_hash", name="uq_keys_key_hash"),
 )
 
@@ -147,4 +148,13 @@ config_version = sa.Table(
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
     _bigint("version"),
+)
+
+tag_budgets = sa.Table(
+    "tag_budgets",
+    metadata,
+    _text("tag", primary_key=True),
+    _json("limits"),  # [[metric, amount, unit], ...] as in storage.sql_limits
+    _bigint("created_at"),
+    _bigint("updated_at"),
 )

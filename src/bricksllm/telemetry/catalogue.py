@@ -79,7 +79,7 @@ CATALOGUE: tuple[Metric, ...] = (
        "Cost of billed calls in micro-dollars (1 USD = 1,000,000).", keyed=True),
     # --- limits and pricing ---
     _m("proxy.denied", "counter", ("kind",),
-       "Limit refusals by the quota that was reached: rate, spend (all-time) or spend_window."),
+       "Limit refusals by the kind of quota that was reached: requests, cost or tokens."),
     _m("pricing.unknown_model", "counter", (),
        "Billed answers for a model with no price (costed 0): add it to the setting's prices."),
     _m("pricing.unreadable_answer", "counter", (), "Billed answers whose usage could not be read."),
@@ -88,6 +88,14 @@ CATALOGUE: tuple[Metric, ...] = (
        "Admissions for which the counter store could not be reached (refused with 503, or let "
        "through uncounted under REDIS_FAILURE_MODE=open)."),
     _m("counters.settle_error", "counter", (), "Spend that could not be added to the counters."),
+    _m("counters.settle_deferred", "counter", (),
+       "Settlements kept in memory because the counters could not be reached (applied once they can)."),
+    _m("limits.settle_dropped", "counter", (),
+       "Deferred settlements dropped because the backlog was full (LIMITS_SETTLE_BACKLOG); events keep "
+       "them."),
+    _m("limits.settle_error", "counter", (), "Deferred settlements that failed again when applied."),
+    _m("limits.fail_open_admissions", "counter", (),
+       "Calls admitted uncounted while the counters were unreachable (REDIS_FAILURE_MODE=open)."),
     # --- the event writer and storage ---
     _m("events.written", "counter", (), "Events written to the database."),
     _m("events.write_error", "counter", (),

@@ -2,5 +2,4 @@
 
 # The newest revision in versions/. Start-up compares the database with it before importing
 # Alembic; tests/contract/test_migrations_head.py keeps the two in step.
-
-HEAD = "0004_logs"
+HEAD = "0005_spend"

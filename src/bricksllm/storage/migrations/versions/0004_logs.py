@@ -1,7 +1,7 @@
 """Request logs and capture: each event's correlation id and captured bodies; a key's capture flags.
 
 Revision ID: 0004_logs
-Revises: 0002
+Revises: 0003_routes
 """
 
 from __future__ import annotations
