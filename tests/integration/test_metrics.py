@@ -154,7 +154,7 @@ async def test_each_refusal_is_counted_by_its_reason(
     setting = await gw.create_setting(mock_openai.url, allowedModels=["gpt-4o", "gpt-4o-mini"])
     keys = {
         "rate": await gw.create_key(setting, "k-rate", rateLimitOverTime=1, rateLimitUnit="m"),
-        "cost": await gw.create_key(setting, "k-cost", costLimitInUsd=0.00001),
+        "cost": await gw.create_key(setting, "k-cost", costLimitInUsd=0.001),
         "paths": await gw.create_key(
             setting,
             "k-paths",
@@ -173,7 +173,10 @@ async def test_each_refusal_is_counted_by_its_reason(
     assert status == 200, pid
     await gw.create_key(setting, "k-pii", policyId=pid["id"])
     assert (await chat(gw, "k-rate")).status == 200
-    assert (await chat(gw, "k-cost")).status == 200
+    # reserved small (max_tokens=1), it costs more than the limit once the answer is priced
+    mock_openai.usage_override = {"prompt_tokens": 11, "completion_tokens": 1000, "total_tokens": 1011}
+    assert (await chat(gw, "k-cost", max_tokens=1)).status == 200
+    mock_openai.usage_override = None
     expected = {
         "rate_limited": await chat(gw, "k-rate"),
         "cost_limited": await chat(gw, "k-cost"),
@@ -212,7 +215,7 @@ async def test_each_refusal_is_counted_by_its_reason(
     assert seen["not_found"].tags["route"] == "unmatched"
     statuses = {ln.tags["status"] for ln in udp.find("bricksllm.proxy.requests")}
     assert statuses == {"200", "400", "401", "403", "404", "429"}
-    assert [ln.tags["kind"] for ln in udp.find("bricksllm.proxy.denied")] == ["rate", "spend"]
+    assert [ln.tags["kind"] for ln in udp.find("bricksllm.proxy.denied")] == ["requests", "cost"]
 
 
 async def test_plain_statsd_puts_the_tag_values_in_the_name(

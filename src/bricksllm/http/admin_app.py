@@ -33,15 +33,12 @@ from bricksllm.http.admin_schemas import (
     KeyCreate,
     KeyOut,
     KeyPatch,
-    KeySpendOut,
-    KeyUsageOut,
-    ReportOut,
-    ReportRequest,
     SettingCreate,
     SettingOut,
     SettingPatch,
 )
 from bricksllm.http.admin_schemas_custom import CustomProviderCreate, CustomProviderOut, CustomProviderPatch
+from bricksllm.http.admin_schemas_reports import KeySpendOut, KeyUsageOut, ReportOut, ReportRequest
 from bricksllm.http.openapi import Operation, Param, build_document, render_docs
 from bricksllm.http.problems import ProblemMiddleware
 from bricksllm.http.ui import add_ui_routes
