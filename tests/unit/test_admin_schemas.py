@@ -19,17 +19,16 @@ from bricksllm.domain.models import (
     hash_secret,
 )
 from bricksllm.http.admin_schemas import (
-    DataPointOut,
     EventOut,
     KeyCreate,
     KeyOut,
     KeyPatch,
-    ReportOut,
     SettingCreate,
     SettingOut,
     SettingPatch,
 )
 from bricksllm.http.admin_schemas_custom import CustomProviderOut, RouteConfigIn, RouteConfigPatch
+from bricksllm.http.admin_schemas_reports import DataPointOut, ReportOut
 from bricksllm.http.problems import _field_name
 from bricksllm.ports import DataPoint, Report
 from bricksllm.providers.registry import ProviderRegistry
