@@ -56,8 +56,8 @@ from bricksllm.services.exchange import Inbound, Reply
 from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.multipart import form_field
 from bricksllm.services.proxy_headers import client_key, reply_headers, upstream_headers
-from bricksllm.services.proxy_record import EventSink, Observer, Recorder, Timing
-from bricksllm.services.proxy_trace import Trace, correlation_id
+from bricksllm.services.proxy_record import EventSink, Observer, Recorder, Timing, traced
+from bricksllm.services.proxy_trace import Trace
 
 MAX_REQUEST_TIMEOUT = 86_400.0
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
@@ -151,13 +151,7 @@ class ProxyService:
         self._recorder = Recorder(events, metrics, tuple(observers), capture_limit)
 
     async def handle(self, inbound: Inbound) -> Reply:
-        timing = Timing(time.perf_counter())
-        trace = Trace(correlation_id(inbound.headers), self._recorder.capture_limit)
-        reply = await self._handle(inbound, timing, trace)
-        if reply.stream is not None:
-            timing.replied = time.perf_counter()
-        reply.headers.extend((timing.overhead_header(), trace.header()))
-        return reply
+        return await traced(inbound, self._recorder.capture_limit, self._handle)
 
     async def _handle(self, inbound: Inbound, timing: Timing, trace: Trace) -> Reply:
         created_at = int(self._clock())

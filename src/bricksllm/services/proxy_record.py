@@ -8,6 +8,7 @@ import dataclasses
 import itertools
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,7 +16,8 @@ from bricksllm.domain.models import Event, Key, Usage
 from bricksllm.domain.routes import RouteMark
 from bricksllm.ports import Metrics
 from bricksllm.providers.base import Provider, RequestView
-from bricksllm.services.proxy_trace import Trace
+from bricksllm.services.exchange import Inbound, Reply
+from bricksllm.services.proxy_trace import Trace, correlation_id
 
 # What an event keeps of request-derived text (a client controls it; events are kept for good).
 MAX_EVENT_PATH, MAX_EVENT_TEXT = 1024, 256
@@ -189,3 +191,18 @@ class TokenBucket:
             return False
         self._tokens -= 1
         return True
+
+
+Traced = Callable[[Inbound, Timing, Trace], Awaitable[Reply]]
+
+
+async def traced(inbound: Inbound, capture_limit: int, handle: Traced) -> Reply:
+    """Run `handle` with the request's Timing and Trace, and give its reply the overhead and
+    correlation-id headers (a stream's overhead runs up to its reply's headers)."""
+    timing = Timing(time.perf_counter())
+    trace = Trace(correlation_id(inbound.headers), capture_limit)
+    reply = await handle(inbound, timing, trace)
+    if reply.stream is not None:
+        timing.replied = time.perf_counter()
+    reply.headers.extend((timing.overhead_header(), trace.header()))
+    return reply

@@ -58,8 +58,8 @@ from bricksllm.services.exchange import Inbound, Reply
 from bricksllm.services.limits import Admitted, LimitRefusal, Limits
 from bricksllm.services.proxy import ConfigSource, ProxyService, RequestTransform, Target, _json_object
 from bricksllm.services.proxy_headers import upstream_headers
-from bricksllm.services.proxy_record import Timing
-from bricksllm.services.proxy_trace import Trace, correlation_id
+from bricksllm.services.proxy_record import Timing, traced
+from bricksllm.services.proxy_trace import Trace
 from bricksllm.services.route_answers import Buffered, CachedAnswer, Primed
 from bricksllm.services.route_run import Failure, Planned, Run
 
@@ -102,13 +102,7 @@ class RouteService:
         self.sleep = sleep
 
     async def handle(self, inbound: Inbound) -> Reply:
-        timing = Timing(time.perf_counter())
-        trace = Trace(correlation_id(inbound.headers), self.proxy.recorder.capture_limit)
-        reply = await self._handle(inbound, timing, trace)
-        if reply.stream is not None:
-            timing.replied = time.perf_counter()
-        reply.headers.extend((timing.overhead_header(), trace.header()))
-        return reply
+        return await traced(inbound, self.proxy.recorder.capture_limit, self._handle)
 
     async def _handle(self, inbound: Inbound, timing: Timing, trace: Trace) -> Reply:
         created_at = int(self._clock())
