@@ -54,7 +54,7 @@ async def test_spend_limit_refuses_once_reached_and_says_not_to_retry(
     )
     assert "$0.000106 left" in info.value.message
     headers = info.value.response.headers
-    assert headers["x-should-retry"] == "false"
+    assert headers["x-should-retry"] == "false" and headers["retry-after"] == "3600"  # every 429 has one
     assert headers["x-ratelimit-limit-cost-usd"] == "0.0002"
     assert headers["x-ratelimit-remaining-cost-usd"] == "0.000106"
     assert info.value.body["code"] == "cost_limit_exceeded"  # type: ignore[index]

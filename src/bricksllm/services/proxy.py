@@ -60,6 +60,7 @@ from bricksllm.services.proxy_record import EventSink, Observer, Recorder, Timin
 from bricksllm.services.proxy_trace import Trace
 
 MAX_REQUEST_TIMEOUT = 86_400.0
+ALL_TIME_RETRY_AFTER = 3600  # seconds, on a 429 of an all-time budget
 BUFFERED_ANSWER = 1024 * 1024  # answers of known length up to this are read whole, then sent
 DRAIN_SECONDS = 1.0  # after a stream's end event, how long to wait for the upstream to finish it
 SSE = "text/event-stream"
@@ -422,9 +423,10 @@ class ProxyService:
         render = provider.error_body if provider is not None else openai_error_body
         headers = [("Content-Type", "application/json")]
         if isinstance(exc, LimitExceeded):
-            if exc.retry_after:
-                headers.append(("Retry-After", str(exc.retry_after)))
-            else:  # an all-time budget: retrying cannot help; tell the OpenAI SDKs not to
+            # An all-time budget never resets: "not soon" (only the operator raising it helps),
+            # and the OpenAI SDKs are told not to retry.
+            headers.append(("Retry-After", str(exc.retry_after or ALL_TIME_RETRY_AFTER)))
+            if not exc.retry_after:
                 headers.append(("x-should-retry", "false"))
         if admitted is not None:
             headers += admitted.rate_headers()
