@@ -25,7 +25,7 @@ from bricksllm.http.admin_auth import AdminAuthMiddleware
 from bricksllm.http.admin_guard import AdminGuard
 from bricksllm.http.admin_input import StorableInputMiddleware
 from bricksllm.http.admin_io import integer, json_response, multi, read_model
-from bricksllm.http.admin_metrics import METRICS_PATH, AdminMetricsMiddleware, Exposition, metrics_handler
+from bricksllm.http.admin_metrics import METRICS_PATH, Exposition, metrics_handler
 from bricksllm.http.admin_schemas import (
     Deleted,
     EventOut,
@@ -295,14 +295,12 @@ def create_admin_app(
         loopback_only=not admin_pass, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
     )
     middlewares: list[Middleware] = [
-        AccessLogMiddleware(),
+        AccessLogMiddleware(metrics),  # outermost: it sees the status of problem responses too
         ProblemMiddleware(),
         guard,
         AdminAuthMiddleware(admin_pass),
         StorableInputMiddleware(),
     ]
-    if metrics is not None:  # outside the problem middleware: it sees the status of problem responses
-        middlewares.insert(1, AdminMetricsMiddleware(metrics))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     operations = [*_operations(AdminHandlers(service)), *more]
     document = build_document(operations, title="bricksllm admin API", version=__version__)
