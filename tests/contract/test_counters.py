@@ -33,7 +33,7 @@ from bricksllm.domain.models import Key
 from bricksllm.errors import Unavailable
 from bricksllm.ports import Counters
 from bricksllm.settings import RedisSettings
-from bricksllm.storage.memory_counters import MemoryCounters
+from bricksllm.storage.memory_counters import SETTLED_MEMORY_SECONDS, MemoryCounters
 from bricksllm.storage.redis_counters import RedisCounters
 
 GRACE = COUNTER_GRACE_SECONDS
@@ -418,6 +418,23 @@ async def test_memory_drops_ended_windows_and_reservations_and_stays_bounded() -
     assert await counters.spend("k") == 500
     assert all(counters.reserved(f"k:spend_window:s:{int(clock.t) - i}") <= 1 for i in range(10))
     assert counters.reserved(f"k:spend_window:s:{int(clock.t) - 20}") == 0
+
+
+async def test_memory_forgets_settled_calls_whatever_the_rate() -> None:
+    """Long leases (the proxy timeout) must not keep every settled call in memory: at 1,000 calls
+    a second for two minutes only the last seconds' settlements are remembered."""
+    clock = Clock(1_700_000_000.0)
+    counters = MemoryCounters(now=clock)
+    p = AdmissionPlan((Quota("cost", 0, "k"), Quota("cost", 10**12, "k", window("d", clock.t))))
+    for _ in range(120):
+        for _ in range(1_000):
+            r = Reservation(uuid.uuid4().hex, p, 5, 0, int(clock.t) + 660)
+            assert (await counters.admit(r)).allowed
+            await counters.settle(r, 2, 0)
+        clock.t += 1
+    assert await counters.spend("k") == 240_000
+    assert counters.remembered() <= 2 * SETTLED_MEMORY_SECONDS * 1_000
+    assert counters.reserved(p.quotas[1].counter_id) == 0
 
 
 async def test_memory_keeps_a_window_until_its_end_plus_grace() -> None:

@@ -4,10 +4,12 @@ Admission must be exact: `admit` reads every counter and its reservations, appli
 `domain.limits.decide`, counts the request and reserves the estimates without a single `await`
 in between, so on one event loop it is one critical section: 200 concurrent calls against a
 budget reserve it exactly. Windowed counters expire at their window's end plus the same grace the
-Redis backend gives its keys, and reservations at their lease; heaps of expiry times let every
-operation drop what ended in O(log n) each, so memory stays bounded by the live windows and the
-calls in flight. Counters are lost on restart: the composition root rebuilds them from recorded
-events with `seed`.
+Redis backend gives its keys (a heap of expiry times drops them in O(log n) each), and
+reservations at their lease (the calls in flight are scanned once a second). Settled reservation
+ids are remembered in two generations of sets, for between one and two `SETTLED_MEMORY_SECONDS`.
+Memory stays bounded by the live windows, the calls in flight and the settlements of the last
+seconds, whatever the request rate. Counters are lost on restart: the composition root rebuilds
+them from recorded events with `seed`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from collections.abc import Callable
 
 from bricksllm.domain.limits import Admission, Quota, Reservation, amount, decide
 
-# A settled reservation's id is remembered this long, so a settlement applied twice counts once.
-SETTLED_MEMORY_SECONDS = 60  # in-process, a settlement is retried at once or never
+# A settled reservation's id is remembered at least this long, so a settlement applied twice counts
+# once (in-process, a settlement is retried at once or never).
+SETTLED_MEMORY_SECONDS = 10
+LEASE_SCAN_SECONDS = 1  # how often reservations in flight are checked for an ended lease
 
 
 class MemoryCounters:
@@ -31,10 +35,12 @@ class MemoryCounters:
         self._expires: dict[str, int] = {}  # counter id -> unix seconds; absent = never
         self._heap: list[tuple[int, str]] = []  # (expires at, counter id); may hold stale entries
         self._reserved: dict[str, int] = {}  # counter id -> sum of its live reservations
-        self._held: dict[tuple[str, str], int] = {}  # (counter id, reservation id) -> amount
-        self._leases: list[tuple[int, str, str]] = []  # (lease end, counter id, reservation id)
-        self._settled: dict[str, int] = {}  # reservation id -> when it may be forgotten
-        self._settled_heap: list[tuple[int, str]] = []
+        # (counter id, reservation id) -> (amount, lease end): the calls in flight
+        self._held: dict[tuple[str, str], tuple[int, int]] = {}
+        self._lease_scan_at = 0.0
+        self._settled: set[str] = set()  # reservation ids settled in this generation...
+        self._settled_before: set[str] = set()  # ... and in the previous one
+        self._settled_rotate_at = 0.0
 
     def __len__(self) -> int:
         """Number of live counters (for tests and metrics)."""
@@ -45,6 +51,12 @@ class MemoryCounters:
         """What calls in flight hold on a counter (for tests)."""
         self._sweep(self._now())
         return self._reserved.get(counter_id, 0)
+
+    def remembered(self) -> int:
+        """Reservations in flight plus settled ids still remembered (for tests): bounded by the
+        calls of the last seconds, never by the calls since start."""
+        self._sweep(self._now())
+        return len(self._held) + len(self._settled) + len(self._settled_before)
 
     async def admit(self, reservation: Reservation) -> Admission:
         # No await below: read, decide, count and reserve happen in one step of the event loop.
@@ -65,10 +77,9 @@ class MemoryCounters:
     async def settle(self, reservation: Reservation, cost: int, tokens: int) -> None:
         now = self._now()
         self._sweep(now)
-        if reservation.id in self._settled:
+        if reservation.id in self._settled or reservation.id in self._settled_before:
             return
-        self._settled[reservation.id] = int(now) + SETTLED_MEMORY_SECONDS
-        heapq.heappush(self._settled_heap, (int(now) + SETTLED_MEMORY_SECONDS, reservation.id))
+        self._settled.add(reservation.id)
         for quota in reservation.plan.quotas:
             self._release(quota.counter_id, reservation.id)
             if quota.metric == "requests":
@@ -98,15 +109,14 @@ class MemoryCounters:
         if held <= 0 or reservation.lease_until <= now:
             return
         counter_id = quota.counter_id
-        self._held[(counter_id, reservation.id)] = held
+        self._held[(counter_id, reservation.id)] = (held, reservation.lease_until)
         self._reserved[counter_id] = self._reserved.get(counter_id, 0) + held
-        heapq.heappush(self._leases, (reservation.lease_until, counter_id, reservation.id))
 
     def _release(self, counter_id: str, reservation_id: str) -> None:
-        held = self._held.pop((counter_id, reservation_id), None)
-        if held is None:
+        entry = self._held.pop((counter_id, reservation_id), None)
+        if entry is None:
             return
-        left = self._reserved[counter_id] - held
+        left = self._reserved[counter_id] - entry[0]
         if left:
             self._reserved[counter_id] = left
         else:
@@ -138,11 +148,11 @@ class MemoryCounters:
             if self._expires.get(counter_id) == expires_at:  # skip entries a seed superseded
                 del self._expires[counter_id]
                 del self._values[counter_id]
-        leases = self._leases
-        while leases and leases[0][0] <= now:
-            _, counter_id, reservation_id = heapq.heappop(leases)
-            self._release(counter_id, reservation_id)  # not settled in time: the process died, or hangs
-        settled = self._settled_heap
-        while settled and settled[0][0] <= now:
-            _, reservation_id = heapq.heappop(settled)
-            self._settled.pop(reservation_id, None)
+        if now >= self._lease_scan_at:
+            self._lease_scan_at = now + LEASE_SCAN_SECONDS
+            ended = [held for held, (_, lease) in self._held.items() if lease <= now]
+            for counter_id, reservation_id in ended:  # not settled in time: the process died, or hangs
+                self._release(counter_id, reservation_id)
+        if now >= self._settled_rotate_at:
+            self._settled_rotate_at = now + SETTLED_MEMORY_SECONDS
+            self._settled_before, self._settled = self._settled, set()
