@@ -96,9 +96,7 @@ def _answer(request: UpstreamRequest) -> FakeResponse:
 
 async def main(n: int, metrics: Metrics, observers: Sequence[Observer] = ()) -> list[float]:
     writer = EventWriter(_NoStore(), metrics, batch_size=10**9, max_buffer=10**9)  # type: ignore[arg-type]
-    estimator = Estimator()
-    estimator.warm_up()  # as the gateway does at start-up
-    limits = Limits(MemoryCounters(), metrics, fail_open=False, clock=time.time, estimator=estimator)
+    limits = Limits(MemoryCounters(), metrics, fail_open=False, clock=time.time, estimator=Estimator())
     upstream = FakeUpstream(_answer)
     service = ProxyService(
         _Config(), limits, writer, ProviderRegistry(), upstream, metrics, observers=observers

@@ -176,7 +176,6 @@ class Gateway:
             clock=self.clock,
         )
         estimator = Estimator(s.limits_output_tokens, dict(s.limits_output_tokens_by_model))
-        await asyncio.to_thread(estimator.warm_up)  # once per process: ~0.5 s the first time
         self.limits = limits = Limits(
             self.counters, self.metrics, fail_open=s.redis_failure_mode == "open", clock=self.clock,
             estimator=estimator,

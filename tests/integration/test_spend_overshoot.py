@@ -1,11 +1,12 @@
 """Spend limits hold under concurrency: a $1 budget hit by hundreds of calls at once.
 
-Every call is reserved at admission (its body's tokens x the input price + its max_tokens, or
-the default output allowance, x the output price) and settled with what it actually cost, so
-the budget is overshot only by what calls use beyond their estimate: here nothing, since the
-mock's usage stays within each estimate. Measured on the production stack (4 `bricksllm serve`
-processes sharing PostgreSQL and Redis, 200 concurrent calls each) and on the embedded default
-(one gateway, SQLite and in-process counters, 200 concurrent calls). The figures are printed.
+Every call is reserved at admission (its body's size, or its tokens once that bound is refused,
+x the input price + its max_tokens, or the default output allowance, x the output price) and
+settled with what it actually cost, so the budget is overshot only by what calls use beyond
+their estimate: here nothing, since the mock's usage stays within each estimate. Measured on the
+production stack (4 `bricksllm serve` processes sharing PostgreSQL and Redis, 200 concurrent
+calls each) and on the embedded default (one gateway, SQLite and in-process counters, 200
+concurrent calls). The figures are printed.
 Bounded: 800 and 200 calls, answered by the mock after 50 ms.
 """
 
@@ -39,8 +40,9 @@ def chat(max_tokens: int | None) -> dict[str, Any]:
 async def bursts(
     http: aiohttp.ClientSession, urls: list[str], key: str, n: int, body: dict[str, Any]
 ) -> list[int]:
-    """Bursts of `n` concurrent calls until one admits nothing (at most 8): a single burst leaves
-    budget unused when estimates exceed what calls cost, later ones use it up."""
+    """Bursts of `n` concurrent calls until one admits nothing (at most 16): a single burst leaves
+    budget unused when estimates exceed what calls cost, later ones use it up (near the end one
+    call a burst, the first to reserve its size bound)."""
     headers = {"Authorization": f"Bearer {key}", "x-mock": "slow-50"}
 
     async def one(i: int) -> int:
@@ -50,7 +52,7 @@ async def bursts(
 
     statuses: list[int] = []
     async with asyncio.timeout(240):
-        for _ in range(8):
+        for _ in range(16):
             burst = await asyncio.gather(*(one(i) for i in range(n)))
             statuses += burst
             if 200 not in burst:

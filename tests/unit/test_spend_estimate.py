@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import orjson
 import pytest
 
 from bricksllm.domain.limits import Quota, Window
-from bricksllm.domain.models import ProviderSetting
+from bricksllm.domain.models import Key, ProviderSetting
+from bricksllm.errors import LimitExceeded
 from bricksllm.providers.base import RequestView
 from bricksllm.providers.registry import ProviderRegistry
 from bricksllm.services.limit_headers import reset, tightest_headers
+from bricksllm.services.limits import Limits
 from bricksllm.services.proxy import Target
 from bricksllm.services.spend_estimate import TOKENIZE_LIMIT, Estimator
+from bricksllm.storage.memory_counters import MemoryCounters
+from bricksllm.telemetry.metrics import InMemoryMetrics
 
 
 def view(body: dict[str, object]) -> RequestView:
@@ -55,30 +60,53 @@ def test_per_model_allowances() -> None:
 def test_the_estimate_prices_input_and_output_like_an_answer() -> None:
     v = view({**CHAT, "max_tokens": 100})
     estimator = Estimator()
-    estimator.warm_up()
     cost, tokens = estimator.estimate(chat_target().kind, chat_target().pricing, v)
-    inputs = estimator.input_tokens(v)
+    assert tokens == len(v.body) + 100  # bounded by the body's size: a token is at least a byte
+    assert cost == math.ceil(len(v.body) * 2.5 + 100 * 10)  # gpt-4o: $2.50 in, $10 out per 1M tokens
+
+
+async def test_the_exact_estimate_counts_the_body_tokens() -> None:
+    v = view({**CHAT, "max_tokens": 100})
+    estimator = Estimator()
+    await estimator.load(v)
+    cost, tokens = estimator.estimate(chat_target().kind, chat_target().pricing, v, exact=True)
+    inputs = estimator.input_tokens(v, exact=True)
     assert 5 < inputs < len(v.body)  # the body's tokens: at least the prompt's, JSON syntax included
     assert tokens == inputs + 100
-    assert cost == round(inputs * 2.5 + 100 * 10)  # gpt-4o: $2.50 in, $10 out per 1M tokens
+    assert cost == math.ceil(inputs * 2.5 + 100 * 10)
 
 
-def test_a_large_body_is_bounded_by_its_size() -> None:
+async def test_a_large_body_is_bounded_by_its_size_even_exactly() -> None:
     v = view({**CHAT, "messages": [{"role": "user", "content": "word " * TOKENIZE_LIMIT}]})
     estimator = Estimator()
-    estimator.warm_up()
-    assert estimator.input_tokens(v) == len(v.body)
+    assert not estimator.refinable(v)
+    await estimator.load(v)
+    assert estimator.input_tokens(v, exact=True) == len(v.body)
 
 
-def test_a_body_is_bounded_by_its_size_while_its_encoding_loads() -> None:
-    v = view({**CHAT, "model": "gpt-3.5-turbo"})  # cl100k_base: not loaded at start-up
+def test_only_small_json_bodies_are_refinable() -> None:
+    assert Estimator.refinable(view(CHAT))
+    assert not Estimator.refinable(RequestView(b"not json", None, "gpt-4o"))
+    assert not Estimator.refinable(RequestView(b"", {}, "gpt-4o"))
+
+
+async def test_a_refused_size_bound_is_judged_again_on_the_exact_count() -> None:
+    """A key whose budget the size bound does not fit but the exact estimate does is admitted,
+    reserving the exact estimate; the refusal of the next call names the exact estimate too."""
+    v = view({**CHAT, "max_tokens": 100})
     estimator = Estimator()
-    assert estimator.input_tokens(v) == len(v.body)  # never waits: the load runs in a thread
-    for _ in range(400):
-        if estimator.input_tokens(v) < len(v.body):
-            break
-        time.sleep(0.025)
-    assert 5 < estimator.input_tokens(v) < len(v.body)
+    await estimator.load(v)
+    bound = estimator.estimate(chat_target().kind, chat_target().pricing, v)[0]
+    exact = estimator.estimate(chat_target().kind, chat_target().pricing, v, exact=True)[0]
+    assert exact < bound
+    counters = MemoryCounters()
+    limits = Limits(counters, InMemoryMetrics(), fail_open=False, clock=time.time, estimator=estimator)
+    key = Key("k", "k", "h", 0, 0, cost_limit_micros=(exact + bound) // 2)
+    admitted = await limits.admit(key, chat_target(), v)
+    assert admitted.reservation.cost == exact and counters.reserved("k:spend") == exact
+    with pytest.raises(LimitExceeded, match=rf"may cost up to \$0\.00{exact}"):
+        await limits.admit(key, chat_target(), v)
+    assert counters.reserved("k:spend") == exact  # the refused call reserved nothing
 
 
 def test_unpriced_calls_reserve_nothing() -> None:

@@ -1,8 +1,9 @@
 """Limits around one proxied call: reserve before forwarding, settle after.
 
 The rule is the domain's (`domain.limits.plan` / `decide`); the counters are a port (in-process
-or Redis). At admission the call's cost and tokens are estimated (`services.spend_estimate`)
-and reserved atomically with the check; at every end of the call (answer, stream end, error,
+or Redis). At admission the call's cost and tokens are estimated (`services.spend_estimate`:
+bounded by the body's size, counted exactly only when that bound is refused) and reserved
+atomically with the check; at every end of the call (answer, stream end, error,
 client gone, timeout) `settle` replaces the reservation by what was used. A reservation lives
 for the call's timeout plus a grace (`LIMITS_RESERVATION_GRACE`), so a process that dies cannot
 hold a budget for ever.
@@ -97,20 +98,37 @@ class Limits:
             return Admitted(Reservation(self._new_id(), p, 0, 0, lease), deferred=True)
         cost, tokens = self._estimator.estimate(target.kind, target.pricing, view)
         reservation = Reservation(self._new_id(), p, cost, tokens, lease)
-        try:
-            admission = await self._counters.admit(reservation)
-        except Unavailable:
-            self._metrics.incr("counters.unavailable")
-            if self._fail_open:
-                self.fail_open_admissions += 1
-                self._metrics.incr("limits.fail_open_admissions")
-                return Admitted(Reservation(reservation.id, p, cost, tokens, lease, counted=False))
-            raise Unavailable("[BricksLLM] limits cannot be checked right now; try again shortly") from None
+        admission = await self._admit_counted(reservation)
+        if admission is not None and self._bound_refused(admission, view):  # judge the exact count
+            await self._estimator.load(view)
+            cost, tokens = self._estimator.estimate(target.kind, target.pricing, view, exact=True)
+            reservation = Reservation(reservation.id, p, cost, tokens, lease)
+            admission = await self._admit_counted(reservation)
+        if admission is None:  # the counters are unreachable and the gateway fails open
+            return Admitted(Reservation(reservation.id, p, cost, tokens, lease, counted=False))
         left = admission.left(p, cost, tokens)
         if admission.denied_by is not None:
             self._metrics.incr("proxy.denied", tags={"kind": admission.denied_by.metric})
             raise limit_error(admission, p, reservation, now)
         return Admitted(reservation, tuple(tightest_headers(p.quotas, left, now)))
+
+    def _bound_refused(self, admission: Admission, view: RequestView) -> bool:
+        """A spend or token limit refused the estimate made from the body's size, and counting
+        the body's tokens could lower it."""
+        denied = admission.denied_by
+        return denied is not None and denied.metric != "requests" and self._estimator.refinable(view)
+
+    async def _admit_counted(self, reservation: Reservation) -> Admission | None:
+        """The counters' admission; None when they are unreachable and the gateway fails open."""
+        try:
+            return await self._counters.admit(reservation)
+        except Unavailable:
+            self._metrics.incr("counters.unavailable")
+            if self._fail_open:
+                self.fail_open_admissions += 1
+                self._metrics.incr("limits.fail_open_admissions")
+                return None
+            raise Unavailable("[BricksLLM] limits cannot be checked right now; try again shortly") from None
 
     def _new_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):x}"

@@ -1,9 +1,12 @@
 """What a call may cost, estimated before it is forwarded, so that it can be reserved.
 
-Input tokens: the request body counted with tiktoken (offline), JSON syntax included, so the
-count is at or slightly above what the provider will bill; a body over `TOKENIZE_LIMIT` bytes is
-bounded by its size instead (a token is at least one byte), which costs nothing on the hot path,
-and so is any body while its model's encoding is still loading (in a thread, never on the loop).
+Input tokens, first bounded by the request body's size: a token is at least one byte, so the
+body's length is at or above what the provider will bill, and costs nothing to compute. Only when
+that bound is refused by a cost or token limit (`services.limits`) is the body counted exactly
+with tiktoken (offline, JSON syntax included, so still at or slightly above the bill) and the
+call judged again; bodies over `TOKENIZE_LIMIT` bytes keep their size. The encoding is loaded
+then, in a thread, the first time it is needed: a process whose calls never come near a limit
+never spends the ~50 MB and half a second an encoding costs.
 Output tokens: the request's own cap (`max_tokens`, `max_completion_tokens`, `max_output_tokens`)
 or else the model's default allowance (settings `LIMITS_DEFAULT_OUTPUT_TOKENS`,
 `LIMITS_OUTPUT_TOKENS_BY_MODEL`). Both are priced by the endpoint's own cost rule, as if the
@@ -12,16 +15,16 @@ answer had reported them, so every priced kind (chat, embeddings, images...) is 
 
 from __future__ import annotations
 
+import asyncio
 import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bricksllm.domain.models import Usage, token_count
-from bricksllm.domain.tokens import O200K_BASE, encoding_name_for_model, get_encoding
+from bricksllm.domain.tokens import encoding_name_for_model, get_encoding
 from bricksllm.providers.base import Kind, Metered, Pricing, RequestView
 
-TOKENIZE_LIMIT = 4 * 1024  # bytes: larger bodies are bounded by their size, not tokenized
+TOKENIZE_LIMIT = 4 * 1024  # bytes: larger bodies are bounded by their size, never tokenized
 OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
 
@@ -29,35 +32,26 @@ OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_
 class Estimator:
     default_output_tokens: int = 1024
     output_tokens_by_model: Mapping[str, int] = field(default_factory=dict)
-    # encoding name -> loaded; False while a thread loads it (building one takes a second or
-    # more, which the event loop must not wait for: calls are bounded by their size meanwhile)
-    _encodings: dict[str, bool] = field(default_factory=lambda: {O200K_BASE: False})
 
-    def warm_up(self) -> None:
-        """Load the encoding of current models (call it in a thread at start-up)."""
-        get_encoding(O200K_BASE)
-        self._encodings[O200K_BASE] = True
+    @staticmethod
+    def refinable(view: RequestView) -> bool:
+        """Whether counting the body's tokens could lower its estimate (a small JSON body)."""
+        return view.json is not None and 0 < len(view.body) <= TOKENIZE_LIMIT
 
-    def input_tokens(self, view: RequestView) -> int:
-        """The request body's tokens, or its size when it is large or its encoding not loaded."""
+    @staticmethod
+    async def load(view: RequestView) -> None:
+        """Load the encoding of the call's model, in a thread (once per process; the loop never
+        waits for the half second it takes)."""
+        await asyncio.to_thread(get_encoding, encoding_name_for_model(view.model))
+
+    def input_tokens(self, view: RequestView, *, exact: bool = False) -> int:
+        """The body's size, or with `exact` its tokens (`load` first) when it is `refinable`."""
         body = view.body
-        if len(body) > TOKENIZE_LIMIT or view.json is None:
+        if not exact or not self.refinable(view):
             return len(body)
-        name = encoding_name_for_model(view.model)
-        loaded = self._encodings.get(name)
-        if not loaded:
-            if loaded is None:
-                self._encodings[name] = False
-                threading.Thread(
-                    target=self._load, args=(name,), name=f"tiktoken {name}", daemon=True
-                ).start()
-            return len(body)
+        encoding = get_encoding(encoding_name_for_model(view.model))
         # encode_ordinary: text that looks like a special token is user data
-        return len(get_encoding(name).encode_ordinary(body.decode("utf-8", "replace")))
-
-    def _load(self, name: str) -> None:
-        get_encoding(name)
-        self._encodings[name] = True
+        return len(encoding.encode_ordinary(body.decode("utf-8", "replace")))
 
     def output_tokens(self, view: RequestView) -> int:
         body = view.json or {}
@@ -67,11 +61,13 @@ class Estimator:
                 return token_count(cap)
         return self.output_tokens_by_model.get(view.model, self.default_output_tokens)
 
-    def estimate(self, kind: Kind, pricing: Pricing, view: RequestView) -> tuple[int, int]:
+    def estimate(
+        self, kind: Kind, pricing: Pricing, view: RequestView, *, exact: bool = False
+    ) -> tuple[int, int]:
         """(micro-dollars, tokens) a call may use; (0, 0) for calls that are never priced."""
         if not kind.billed:
             return 0, 0
-        input_tokens = self.input_tokens(view)
+        input_tokens = self.input_tokens(view, exact=exact)
         output_tokens = self.output_tokens(view)
         if kind.estimates:  # billed by tokens: priced here, without the Decimal arithmetic of a bill
             price, _ = pricing.table.price(view.model, pricing.overrides)
