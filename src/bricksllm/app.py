@@ -46,13 +46,10 @@ from bricksllm.services.spend_estimate import Estimator
 from bricksllm.settings import Settings
 from bricksllm.storage.memory_counters import MemoryCounters
 from bricksllm.storage.memory_routes import MemoryBreaker, MemoryCache
-from bricksllm.storage.redis_counters import RedisCounters
-from bricksllm.storage.redis_routes import RedisBreaker, RedisCache
 from bricksllm.storage.sql import open_stores
 from bricksllm.telemetry.metrics import NullMetrics
 from bricksllm.telemetry.request_log import RequestLogger
 from bricksllm.telemetry.setup import telemetry_from_settings
-from bricksllm.upstream.aiohttp_client import AiohttpUpstream
 from bricksllm.upstream.fast import FastUpstream
 from bricksllm.upstream.proxies import Proxies
 
@@ -136,7 +133,9 @@ class Gateway:
         self.stores = await until_available(lambda: open_stores(s), "the database", s.startup_timeout)
         stack.push_async_callback(self.stores.close)
         self.counters: Counters
-        if s.redis is not None:
+        if s.redis is not None:  # imported only here: the embedded default never loads redis-py
+            from bricksllm.storage.redis_counters import RedisCounters
+
             redis_counters = RedisCounters(s.redis)
             stack.push_async_callback(redis_counters.close)
             await until_available(redis_counters.connect, "Redis", s.startup_timeout)
@@ -241,6 +240,8 @@ class Gateway:
         breaker: Breaker
         cache: ResponseCache
         if s.redis is not None:
+            from bricksllm.storage.redis_routes import RedisBreaker, RedisCache
+
             breaker = RedisBreaker(s.redis, s.route_breaker_failures, s.route_breaker_cooldown)
             cache = RedisCache(s.redis)
         else:
@@ -286,6 +287,8 @@ class Gateway:
                 keepalive_expiry=s.upstream_keepalive_expiry,
                 proxies=proxies,
             )
+        from bricksllm.upstream.aiohttp_client import AiohttpUpstream
+
         return AiohttpUpstream(
             connections=s.upstream_connections,
             connect_timeout=s.upstream_connect_timeout,

@@ -6,6 +6,8 @@ inner layer imports an outer one. Only app.py knows the concrete storage classes
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,15 @@ def test_only_the_composition_root_imports_concrete_storage() -> None:
         if path.name in {"app.py"} or "storage" in path.parts:
             continue
         assert not any(n.startswith("bricksllm.storage") for n in _imports(path)), path
+
+
+def test_the_embedded_default_loads_no_server_drivers_nor_migrations() -> None:
+    """Start-up time and memory: redis-py, asyncpg, the PostgreSQL dialect and Alembic (about
+    15 MB and a quarter of a second together) are imported only when they are used."""
+    code = (
+        "import sys, bricksllm.app, bricksllm.cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith(("
+        "'redis', 'asyncpg', 'alembic', 'sqlalchemy.dialects.postgresql'))}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,7 +31,6 @@ from bricksllm.errors import NotFound
 from bricksllm.ports import ConfigSnapshot
 from bricksllm.storage.sql_engine import translate_errors, write_transaction
 from bricksllm.storage.sql_limits import budgets_from_rows, key_limits_fields, key_limits_json, limits_json
-from bricksllm.storage.sql_listen import ConfigListener
 from bricksllm.storage.tables import (
     config_version,
     custom_providers,
@@ -41,6 +40,9 @@ from bricksllm.storage.tables import (
     routes,
     tag_budgets,
 )
+
+if TYPE_CHECKING:
+    from bricksllm.storage.sql_listen import ConfigListener
 
 T = TypeVar("T")
 
@@ -411,6 +413,8 @@ class SqlConfigStore:
         notifications: a no-op, callers poll `version()` (cheap: one row)."""
         if not self._channel:
             return
+        from bricksllm.storage.sql_listen import ConfigListener  # asyncpg: loaded on PostgreSQL only
+
         listener = ConfigListener(self._channel, self._listen_args, on_change)
         self._listeners.append(listener)
         await listener.start()

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bricksllm.errors import Conflict, StorageRejected, Unavailable
 from bricksllm.settings import PostgresSettings
 from bricksllm.storage.migrations import HEAD
-from bricksllm.storage.pg_connect import connect_writable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -150,6 +149,8 @@ def postgres_engine(pg: PostgresSettings, *, for_migrations: bool = False) -> As
     advisory lock while another instance migrates."""
     timeout = None if for_migrations else max(pg.read_timeout, pg.write_timeout)
     connect_args = postgres_connect_args(pg, command_timeout=timeout)
+
+    from bricksllm.storage.pg_connect import connect_writable  # asyncpg: loaded on PostgreSQL only
 
     async def connect() -> Any:
         return await connect_writable(**connect_args)

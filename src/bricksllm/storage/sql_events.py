@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bricksllm.domain.models import Event
@@ -159,6 +158,8 @@ class SqlEventStore:
 
     def _has_all_tags(self, tags: Sequence[str]) -> list[sa.ColumnElement[bool]]:
         if self._postgres:
+            from sqlalchemy.dialects.postgresql import JSONB  # imported on PostgreSQL only
+
             return [sa.type_coerce(_c.tags, JSONB).contains(list(tags))]
         conditions: list[sa.ColumnElement[bool]] = []
         for tag in dict.fromkeys(tags):

@@ -10,12 +10,25 @@ fields are JSON (JSONB on PostgreSQL, so `@>` containment works on event tags).
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
 
-Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+class Json(sa.types.TypeDecorator[Any]):
+    """JSON, as JSONB on PostgreSQL; the PostgreSQL dialect is imported only when it is used."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.JSON())
 
 
 def _text(name: str, *, primary_key: bool = False) -> sa.Column[str]:
@@ -27,7 +40,7 @@ def _bigint(name: str) -> sa.Column[int]:
 
 
 def _json(name: str) -> sa.Column[object]:
-    return sa.Column(name, Json, nullable=False)
+    return sa.Column(name, Json(), nullable=False)
 
 
 keys = sa.Table(
@@ -54,7 +67,7 @@ keys = sa.Table(
     sa.Column("policy_id", sa.String(), nullable=False, server_default=""),
     sa.Column("should_log_request", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("should_log_response", sa.Boolean(), nullable=False, server_default=sa.false()),
-    sa.Column("limits", Json, nullable=False, server_default="{}"),  # storage.sql_limits
+    sa.Column("limits", Json(), nullable=False, server_default="{}"),  # storage.sql_limits
     sa.UniqueConstraint("key_hash", name="uq_keys_key_hash"),
 )
 
@@ -112,7 +125,7 @@ events = sa.Table(
     _text("method"),
     _text("custom_id"),
     sa.Column("action", sa.String(), nullable=False, server_default=""),  # a PII policy's verdict
-    sa.Column("pii_entities", Json, nullable=False, server_default="[]"),  # entity types, never values
+    sa.Column("pii_entities", Json(), nullable=False, server_default="[]"),  # entity types, never values
     sa.Column("route_id", sa.String(), nullable=False, server_default=""),  # a route call's route
     sa.Column("route_step", sa.Integer(), nullable=False, server_default="-1"),  # the step that answered
     sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),  # upstream requests made
