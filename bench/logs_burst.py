@@ -6,7 +6,7 @@ The log output is a pipe drained by a thread at `--reader-kbps` (a slow terminal
 that falls behind). The event loop emits `--lines` request lines (the real `RequestLogger` and
 JSON formatter) in batches of 100, yielding between batches, while a ticker measures how late
 the loop wakes up. `direct` writes from the event loop (a plain StreamHandler); `queue` is the
-gateway's set-up (`telemetry.logs.configure`: QueueHandler + listener thread). Prints, per mode,
+gateway's set-up (`telemetry.logs.configure`: a deque and a writer thread writing batches). Prints, per mode,
 the event loop's cost per line, the worst loop stall and the time until the reader had it all.
 """
 

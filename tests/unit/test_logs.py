@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import select
 import sys
 import threading
 
@@ -174,3 +175,29 @@ def test_shutdown_gives_up_on_an_output_that_stays_blocked() -> None:
         closing.join(30)
         assert not closing.is_alive()  # the writer thread is left blocked (a daemon)
     os.close(read_fd)  # the blocked write fails (EPIPE): the writer thread ends
+
+
+def test_lines_are_written_in_batches_of_whole_lines_that_workers_cannot_interleave(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many lines per write (no write, nor thread hand-off, per line), yet every write is whole
+    lines of at most PIPE_BUF bytes (atomic on a pipe shared by workers) or one longer line."""
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr("bricksllm.telemetry.logs.os.write", recording_write)
+    with open(os.devnull, "w") as stream:
+        configured = configure("INFO", "json", stream)
+        log = logging.getLogger("bricksllm.batch")
+        for i in range(300):
+            log.info("line %d %s", i, "x" * 200)
+        log.info("long %s", "y" * 10_000)
+        configured.close()
+    lines = [line for w in writes for line in w.splitlines()]
+    assert len(lines) == 301 and all(w.endswith(b"\n") for w in writes)
+    assert len(writes) < 40  # ~13 lines of ~300 bytes fit in one 4 KiB write
+    assert all(len(w) <= select.PIPE_BUF or w.count(b"\n") == 1 for w in writes)
