@@ -149,10 +149,11 @@ def start_gateway(
     data_dir: Path,
     core: int | None,
     extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Target:
     admin, proxy = free_port(), free_port()
     cmd = [binary, "serve", "--host", "127.0.0.1", "--admin-port", str(admin), "--proxy-port", str(proxy)]
-    cmd += ["--data-dir", str(data_dir)]
+    cmd += ["--data-dir", str(data_dir), *extra_args]
     env = {**_clean_env(), **(extra_env or {})}
     child = children.start(f"gateway-{lane}", cmd, core=core, env=env)
     admin_url, proxy_url = f"http://127.0.0.1:{admin}", f"http://127.0.0.1:{proxy}"
