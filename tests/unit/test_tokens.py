@@ -20,6 +20,7 @@ from bricksllm.domain import tokens
 from bricksllm.domain.tokens import (
     CL100K_BASE,
     O200K_BASE,
+    build_encoding,
     count_chat_prompt,
     count_completion,
     count_text,
@@ -285,7 +286,7 @@ def test_building_an_encoding_never_touches_the_network(
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     for name in (O200K_BASE, CL100K_BASE):
-        fresh = get_encoding.__wrapped__(name)  # bypass the process cache: really build it
+        fresh = build_encoding(name)  # bypass the process cache: really build it
         assert isinstance(fresh, tiktoken.Encoding)
         assert fresh.encode("hello world") == get_encoding(name).encode("hello world")
     assert list(cache.iterdir()) == []
@@ -294,7 +295,7 @@ def test_building_an_encoding_never_touches_the_network(
 def test_nothing_is_loaded_at_import() -> None:
     code = (
         "import bricksllm.domain.tokens as t, bricksllm.domain.pricing as p;"
-        "print(t.get_encoding.cache_info().currsize, p._shipped_table.cache_info().currsize)"
+        "print(sum(map(t.is_loaded, (t.O200K_BASE, t.CL100K_BASE))), p._shipped_table.cache_info().currsize)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "0"]
@@ -331,3 +332,17 @@ def test_responses_api_input_items() -> None:
     }
     expected = _frame(1) + count_text(model, "message") + count_text(model, "user") + 2 + 85 + 765
     assert count_chat_prompt(model, [item]) == expected
+
+
+def test_an_encoding_is_built_once_however_many_threads_ask_at_once() -> None:
+    code = (
+        "import threading, bricksllm.domain.tokens as t\n"
+        "built = []\n"
+        "real = t.build_encoding\n"
+        "t.build_encoding = lambda name: built.append(name) or real(name)\n"
+        "threads = [threading.Thread(target=t.get_encoding, args=(t.CL100K_BASE,)) for _ in range(6)]\n"
+        "[th.start() for th in threads]; [th.join() for th in threads]\n"
+        "print(len(built), t.is_loaded(t.CL100K_BASE), t.is_loaded(t.O200K_BASE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True", "False"]

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bricksllm.domain.models import Usage, token_count
-from bricksllm.domain.tokens import encoding_name_for_model, get_encoding
+from bricksllm.domain.tokens import encoding_name_for_model, get_encoding, is_loaded
 from bricksllm.providers.base import Kind, Metered, Pricing, RequestView
 
 TOKENIZE_LIMIT = 4 * 1024  # bytes: larger bodies are bounded by their size, never tokenized
@@ -40,9 +40,11 @@ class Estimator:
 
     @staticmethod
     async def load(view: RequestView) -> None:
-        """Load the encoding of the call's model, in a thread (once per process; the loop never
-        waits for the half second it takes)."""
-        await asyncio.to_thread(get_encoding, encoding_name_for_model(view.model))
+        """Load the encoding of the call's model, in a thread (once per process, however many
+        calls ask at once; the loop never waits for the half second it takes)."""
+        name = encoding_name_for_model(view.model)
+        if not is_loaded(name):
+            await asyncio.to_thread(get_encoding, name)
 
     def input_tokens(self, view: RequestView, *, exact: bool = False) -> int:
         """The body's size, or with `exact` its tokens (`load` first) when it is `refinable`."""
