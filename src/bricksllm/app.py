@@ -221,7 +221,7 @@ class Gateway:
             self.metrics_port = await self._serve(stack, scrape, s.host, s.metrics_port, access_log=False)
         front = ProxyFront(self.proxy, self._routes(s, stack, limits, registry, [pii]))
         if s.proxy_server == "fast":
-            server = FastServer(front, _server_limits(s))
+            server = FastServer(front, _server_limits(s), self.metrics)
             self.proxy_port = await server.start(s.host, s.proxy_port, reuse_port=s.reuse_port)
             stack.push_async_callback(server.stop)  # first out: drain before the upstream closes
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -20,6 +20,25 @@ from bricksllm.services.exchange import Inbound, Reply
 
 Handle = Callable[[Inbound], Awaitable[Reply]]
 Serve = Callable[..., Awaitable[tuple[FastServer, "FakeHandler", int]]]
+
+
+@dataclass
+class RecordedMetrics:
+    """The counters the server sends, with their tags."""
+
+    calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def incr(self, name: str, value: int = 1, tags: Mapping[str, str] | None = None) -> None:
+        self.calls.append((name, dict(tags or {})))
+
+    def timing(self, name: str, ms: float, tags: Mapping[str, str] | None = None) -> None: ...
+
+    def gauge(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None: ...
+
+    def histogram(self, name: str, value: float, tags: Mapping[str, str] | None = None) -> None: ...
+
+    def rejected(self) -> list[tuple[str, str]]:
+        return [(t["status"], t["reason"]) for n, t in self.calls if n == "proxy.rejected"]
 
 
 @dataclass
@@ -47,7 +66,7 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[FastServer, Fak
 
     async def start(fn: Handle = echo, **limits: float) -> tuple[FastServer, FakeHandler, int]:
         handler = FakeHandler(fn)
-        server = FastServer(handler, ServerLimits(**limits))  # type: ignore[arg-type]
+        server = FastServer(handler, ServerLimits(**limits), RecordedMetrics())  # type: ignore[arg-type]
         port = await server.start("127.0.0.1", 0)
         servers.append(server)
         return server, handler, port
@@ -241,7 +260,7 @@ async def test_streamed_upload_with_back_pressure(serve: Serve) -> None:
 
 
 async def test_limits(serve: Serve) -> None:
-    _, handler, port = await serve(max_header_bytes=4096, max_body_bytes=1000)
+    server, handler, port = await serve(max_header_bytes=4096, max_body_bytes=1000)
     reader, writer = await raw(port, post("/h", b"", "X-Big: " + "b" * 5000))
     assert (await read_response(reader))[0] == 431
     reader, writer = await raw(port, post("/b", b"x" * 2000))
@@ -252,6 +271,24 @@ async def test_limits(serve: Serve) -> None:
     reader, writer = await raw(port, b"GARBAGE\r\n\r\n")
     assert (await read_response(reader))[0] == 400
     assert [i.path for i in handler.seen] == ["/c"]
+    # the server's own refusals are counted (the handler's 413 is the proxy's to count)
+    assert server.metrics.rejected() == [  # type: ignore[attr-defined]
+        ("431", "request_too_large"),
+        ("413", "request_too_large"),
+        ("400", "invalid_request"),
+    ]
+
+
+async def test_connections_over_the_cap_are_answered_503_and_counted(serve: Serve) -> None:
+    server, _, port = await serve(max_connections=2)
+    for _ in range(2):
+        reader, _ = await raw(port, post("/k", b""))
+        assert (await read_response(reader))[0] == 200  # both kept open (keep-alive)
+    reader, _ = await raw(port, post("/over", b""))
+    status, _, body = await read_response(reader)
+    assert status == 503 and b"too many connections" in body
+    assert server.metrics.rejected() == [("503", "unavailable")]  # type: ignore[attr-defined]
+    assert server.refused_connections == 1
 
 
 async def test_expect_100_continue(serve: Serve) -> None:
@@ -272,9 +309,10 @@ async def test_expect_100_continue(serve: Serve) -> None:
 
 
 async def test_timeouts(serve: Serve) -> None:
-    _, _, port = await serve(header_timeout=0.2, body_timeout=0.2, keepalive_timeout=0.2)
+    server, _, port = await serve(header_timeout=0.2, body_timeout=0.2, keepalive_timeout=0.2)
     reader, _ = await raw(port, b"POST /slowloris HTTP/1.1\r\nHost: x\r\n")
     assert (await read_response(reader))[0] == 408
+    assert server.metrics.rejected() == [("408", "request_timeout")]  # type: ignore[attr-defined]
     reader, _ = await raw(port, b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
     status, _, body = await read_response(reader)
     assert status == 400 and b"did not arrive in time" in body

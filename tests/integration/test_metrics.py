@@ -218,6 +218,24 @@ async def test_each_refusal_is_counted_by_its_reason(
     assert [ln.tags["kind"] for ln in udp.find("bricksllm.proxy.denied")] == ["requests", "cost"]
 
 
+async def test_requests_the_server_refuses_itself_are_counted(
+    start_gateway: GatewayFactory, udp: Listener
+) -> None:
+    """Malformed requests and ones with headers over the limit never reach the proxy service;
+    the server answers them and counts them, with no provider nor route."""
+    gw = await datadog_gateway(start_gateway, udp)
+    for request in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.proxy_port)
+        writer.write(request)
+        assert (await reader.readline()).split()[1] in (b"400", b"431")
+        writer.close()
+    await udp.wait_for(lambda: len(udp.find("bricksllm.proxy.rejected")) == 2)
+    rejected = udp.find("bricksllm.proxy.rejected", provider="none", route="unmatched")
+    assert {ln.tags["reason"] for ln in rejected} == {"invalid_request", "request_too_large"}
+    requests = udp.find("bricksllm.proxy.requests", provider="none", route="unmatched")
+    assert sorted(ln.tags["status"] for ln in requests) == ["400", "431"]
+
+
 async def test_plain_statsd_puts_the_tag_values_in_the_name(
     start_gateway: GatewayFactory, udp: Listener, mock_openai: MockOpenAI
 ) -> None:

@@ -184,6 +184,7 @@ class HttpConnection(asyncio.Protocol):
             # over the cap: answered and closed at once, so a flood of (idle) connections cannot
             # take the file descriptors the admin port, the databases and the upstreams need
             self.server.refused_connections += 1
+            self.server.refused(503)
             body = error_body(503, "[BricksLLM] too many connections; try again shortly")
             transport.write(
                 self.server.head(503, [("Content-Type", "application/json")], len(body), False) + body
@@ -389,6 +390,7 @@ class HttpConnection(asyncio.Protocol):
         """A request the server answers itself and then closes the connection."""
         self.pause_reading()
         if self._task is None and self.transport is not None and not self.closed:
+            self.server.refused(status)
             body = error_body(status, f"[BricksLLM] {message}")
             self.transport.write(
                 self.server.head(status, [("Content-Type", "application/json")], len(body), False) + body

@@ -33,9 +33,15 @@ from bricksllm.http.fast_connection import (
     error_body,
     reply_framing,
 )
+from bricksllm.ports import Metrics
 from bricksllm.services.exchange import ProxyHandler, Reply
+from bricksllm.telemetry.metrics import NullMetrics
 
 log = logging.getLogger("bricksllm.proxy")
+
+# The reason tag of a request the server answers itself, before any handler sees it.
+REFUSAL_REASONS = {400: "invalid_request", 408: "request_timeout", 413: "request_too_large",
+                   431: "request_too_large", 503: "unavailable"}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +57,12 @@ class ServerLimits:
 
 
 class FastServer:
-    def __init__(self, handler: ProxyHandler, limits: ServerLimits = ServerLimits()) -> None:
+    def __init__(
+        self, handler: ProxyHandler, limits: ServerLimits = ServerLimits(), metrics: Metrics | None = None
+    ) -> None:
         self.handler = handler
         self.limits = limits
+        self.metrics = metrics or NullMetrics()
         self.max_header_bytes = limits.max_header_bytes
         self.max_body_bytes = limits.max_body_bytes
         self.header_timeout = limits.header_timeout
@@ -105,6 +114,15 @@ class FastServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    def refused(self, status: int) -> None:
+        """Count a request the server answered itself (malformed, too large, too slow, over the
+        connection cap) like the proxy's own refusals, with no provider, model nor route."""
+        tags = {"provider": "none", "model": "none", "route": "unmatched", "status": str(status)}
+        self.metrics.incr("proxy.requests", tags=tags)
+        self.metrics.incr(
+            "proxy.rejected", tags={**tags, "reason": REFUSAL_REASONS.get(status, "invalid_request")}
+        )
 
     def connection_done(self) -> None:
         if self._all_closed is not None and not self.connections:

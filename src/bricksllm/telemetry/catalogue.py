@@ -72,7 +72,10 @@ CATALOGUE: tuple[Metric, ...] = (
        "Requests the gateway answered itself instead of forwarding (or after the provider failed), "
        "by `reason`: unauthorized, revoked, expired, path_not_allowed, model_not_allowed, "
        "no_setting, rate_limited, cost_limited, pii_blocked, invalid_request, request_too_large, "
-       "not_found, unavailable, upstream_error, upstream_timeout, client_closed.", keyed=True),
+       "request_timeout, not_found, unavailable, upstream_error, upstream_timeout, client_closed. "
+       "Requests the proxy server refuses before reading them whole (malformed, headers or body "
+       "too large, too slow, over the connection cap) count here and in `proxy.requests` with "
+       "provider `none` and route `unmatched`.", keyed=True),
     _m("proxy.tokens", "counter", ("provider", "model", "type"),
        "Tokens used by billed calls; `type` is prompt or completion.", keyed=True),
     _m("proxy.cost_micros", "counter", ("provider", "model"),
