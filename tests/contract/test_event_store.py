@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from bricksllm.domain.models import Event
 from bricksllm.errors import Unavailable
@@ -85,6 +86,28 @@ async def test_insert_is_idempotent_on_id_and_empty_batches_are_fine(store: SqlE
     await store.insert_events([E1, E2])
     await store.insert_events([])
     assert len(await store.query_events(EventQuery(limit=0))) == len(ALL)
+
+
+@pytest.mark.parametrize("n", [1, 7, 500, 777, 1_031])
+async def test_batches_of_any_size_are_stored_whole_in_a_few_statements(stores: SqlStores, n: int) -> None:
+    """Every row of a batch, duplicates inside it once; on SQLite a few multi-row statements,
+    never one per row (`executemany` hands the GIL to the event loop and back for every row)."""
+    batch = [dataclasses.replace(E1, id=f"b{i}", created_at=T + i) for i in range(n)]
+    statements: list[bool] = []
+
+    def seen(conn: object, cursor: object, sql: str, params: object, context: object, many: bool) -> None:
+        if sql.startswith("INSERT INTO events"):
+            statements.append(many)
+
+    engine = stores.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await stores.events.insert_events([*batch, batch[0]])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert await stores.events.count_events(EventQuery()) == n
+    if stores.engine.dialect.name == "sqlite":
+        assert not any(statements) and len(statements) <= 2 + (n + 1) // 500 + 9
 
 
 async def test_unstorable_characters_are_stored_escaped(stores: SqlStores) -> None:
