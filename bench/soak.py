@@ -14,7 +14,8 @@ open file descriptors and threads are sampled before the load, in the middle of 
 (under load), after it, and `--idle-after` seconds later (idle keep-alive connections expired).
 (Its asyncio task count is not exposed by the gateway, so it is not reported.) At the end the
 events stored, read from the admin API (`GET /api/events` with `returnCount=true`, header
-`X-Total-Count`), must equal the responses the clients received.
+`X-Total-Count`), must equal the responses the clients received; how many were still to be
+written when the load stopped, and how long that took, says whether the writer keeps up.
 
 Prints a table, writes `<out>/soak-<backend>-<stamp>.json`. Exit status 0 when every call was
 answered, with no error, and every one has its event; 1 otherwise. Every child process is
@@ -192,7 +193,11 @@ def drive(args: argparse.Namespace, target: L.Target) -> dict[str, Any]:
             print(f"  {time.monotonic() - started:6.0f} s  {done:>8,} responses", flush=True)
     load_s = time.monotonic() - started
     responses = sum(t["requests"] for t in totals.values())
+    # how far the event writer is behind when the load stops (it should keep up, not catch up)
+    behind = baseline_events + responses - event_count(target.admin_url or "")
+    caught_up = time.monotonic()
     events = wait_events(target.admin_url or "", baseline_events + responses) - baseline_events
+    caught_up_s = time.monotonic() - caught_up
     samples.append(sample(pid, time.monotonic() - started, responses, "end"))
     if args.idle_after > 0:  # idle pooled connections expire: what stays open is a leak
         time.sleep(args.idle_after)
@@ -216,6 +221,8 @@ def drive(args: argparse.Namespace, target: L.Target) -> dict[str, Any]:
         "errors": errors,
         "events_stored": events,
         "events_match": events == responses,
+        "events_behind_at_end": behind,
+        "events_caught_up_s": round(caught_up_s, 1),
         "gateway_log_errors": target.process.log_errors(),
         "gateway_pid": pid,
         "samples": samples,
@@ -227,7 +234,9 @@ def table(r: dict[str, Any]) -> str:
         f"soak on {r['meta']['backend']}: {r['responses']:,} responses in {r['load_s']} s "
         f"({r['rps']:,} req/s), {r['ok']:,} ok; json {r['by_kind']['json']['requests']:,} / "
         f"stream {r['by_kind']['stream']['requests']:,}; errors {r['errors'] or 'none'}",
-        f"events stored {r['events_stored']:,} == responses {r['responses']:,}: {r['events_match']}",
+        f"events stored {r['events_stored']:,} == responses {r['responses']:,}: {r['events_match']}"
+        f" ({r['events_behind_at_end']:,} still to write when the load stopped,"
+        f" written in {r['events_caught_up_s']} s)",
         "",
         "| phase | t (s) | responses | RSS (MB) | open fds | threads |",
         "|---|---:|---:|---:|---:|---:|",
