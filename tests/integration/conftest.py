@@ -22,11 +22,21 @@ from tests.integration.mock_azure import MockAzure
 from tests.integration.mock_base import start_mock
 from tests.integration.mock_custom import MockCustom
 from tests.integration.mock_openai import MockOpenAI
+from tests.integration.mock_scripted import ScriptedOpenAI
 
 
 @pytest.fixture
 async def mock_openai() -> AsyncIterator[MockOpenAI]:
     mock = MockOpenAI()
+    runner = await start_mock(mock)
+    yield mock
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedOpenAI]:
+    """An OpenAI mock whose answers a test scripts call by call (routes: retries, failover)."""
+    mock = ScriptedOpenAI()
     runner = await start_mock(mock)
     yield mock
     await runner.cleanup()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,11 @@ import pytest
 from bricksllm.settings import PostgresSettings, RedisSettings, Settings
 from tests.integration.conftest import GatewayFactory, Running
 from tests.integration.mock_azure import UPSTREAM_KEY, MockAzure
-from tests.integration.mock_openai import start_mock
 from tests.integration.mock_scripted import ScriptedOpenAI
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 CHAT = {"model": "x", "messages": [{"role": "user", "content": "hello"}]}
 SECRET = "route-key"
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[ScriptedOpenAI]:
-    mock = ScriptedOpenAI()
-    runner = await start_mock(mock)
-    yield mock
-    await runner.cleanup()
 
 
 @pytest.fixture

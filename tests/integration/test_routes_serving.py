@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -15,19 +14,10 @@ import pytest
 
 from tests.integration.conftest import Running
 from tests.integration.mock_azure import UPSTREAM_KEY, MockAzure
-from tests.integration.mock_openai import start_mock
 from tests.integration.mock_scripted import ScriptedOpenAI
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello"}]
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
-
-
-@pytest.fixture
-async def scripted() -> AsyncIterator[ScriptedOpenAI]:
-    mock = ScriptedOpenAI()
-    runner = await start_mock(mock)
-    yield mock
-    await runner.cleanup()
 
 
 class World:

@@ -39,6 +39,7 @@ from bricksllm.services.admin_rules import (
     raise_if,
     setting_problems,
 )
+from bricksllm.services.config_admin import ConfigAdmin
 
 MAX_EVENTS_PAGE = 1000
 MAX_REPORT_BUCKETS = 10_000
@@ -92,7 +93,7 @@ def _ttl_seconds(ttl: str) -> int:
         raise Invalid(f"ttl: {exc}", fields=["ttl"]) from exc
 
 
-class AdminService:
+class AdminService(ConfigAdmin):
     def __init__(
         self,
         config: ConfigStore,
@@ -102,12 +103,10 @@ class AdminService:
         on_change: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._config = config
+        super().__init__(config, on_change, clock)
         self._events = events
         self._counters = counters
         self._registry = registry
-        self._on_change = on_change
-        self._clock = clock
 
     def _now(self) -> int:
         return int(self._clock())

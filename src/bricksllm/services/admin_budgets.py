@@ -7,27 +7,14 @@ exactly like the key's own spend (`domain.limits.plan` adds a tag's quotas after
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
 from bricksllm.domain.budgets import budget_problems
 from bricksllm.domain.models import Limit
 from bricksllm.errors import Invalid, NotFound
-from bricksllm.ports import ConfigStore
 from bricksllm.services.admin_rules import raise_if
+from bricksllm.services.config_admin import ConfigAdmin
 
 
-class BudgetAdmin:
-    def __init__(
-        self,
-        config: ConfigStore,
-        on_change: Callable[[], Awaitable[None]],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._config = config
-        self._on_change = on_change
-        self._clock = clock
-
+class BudgetAdmin(ConfigAdmin):
     async def put(self, tag: str, limits: tuple[Limit, ...]) -> tuple[Limit, ...]:
         if not tag.strip():
             raise Invalid("tag: must not be empty or blank", fields=["tag"])

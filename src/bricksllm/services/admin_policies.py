@@ -19,11 +19,12 @@ from bricksllm.domain.pii import Capabilities, PolicyProblems, parse_policy, pol
 from bricksllm.errors import Conflict, NotFound
 from bricksllm.ports import ConfigStore
 from bricksllm.services.admin_rules import raise_if
+from bricksllm.services.config_admin import ConfigAdmin
 
 RULE_FIELDS = ("config", "regexConfig", "customConfig", "failOpen", "scanResponses")
 
 
-class PolicyAdmin:
+class PolicyAdmin(ConfigAdmin):
     def __init__(
         self,
         config: ConfigStore,
@@ -31,10 +32,8 @@ class PolicyAdmin:
         on_change: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._config = config
+        super().__init__(config, on_change, clock)
         self._caps = capabilities
-        self._on_change = on_change
-        self._clock = clock
 
     def _document(self, rules: Mapping[str, Any]) -> dict[str, Any]:
         try:

@@ -10,9 +10,8 @@ gateway has no OpenAI-to-Anthropic translation.
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bricksllm.domain.durations import parse_duration
@@ -20,8 +19,8 @@ from bricksllm.domain.models import ProviderSetting
 from bricksllm.domain.routes import MAX_CACHE_TTL, MAX_RETRIES, STRATEGIES, Route, RouteStep
 from bricksllm.domain.text import PathRefused, canonical_path
 from bricksllm.errors import Conflict, NotFound
-from bricksllm.ports import ConfigStore
 from bricksllm.services.admin_rules import Problems, raise_if
+from bricksllm.services.config_admin import ConfigAdmin
 
 STEP_PROVIDERS = ("openai", "azure", "vllm", "deepinfra")
 RESERVED_PARAMS = ("model", "stream")  # the step's model; streaming is the client's choice
@@ -135,17 +134,7 @@ def cache_ttl(text: str, problems: Problems) -> int:
     return int(seconds)
 
 
-class RouteAdmin:
-    def __init__(
-        self,
-        config: ConfigStore,
-        on_change: Callable[[], Awaitable[None]],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._config = config
-        self._on_change = on_change
-        self._clock = clock
-
+class RouteAdmin(ConfigAdmin):
     async def _check(self, route: Route, problems: Problems, kept: tuple[str, ...] = ()) -> None:
         """`kept`: key ids a patch leaves as they were (a key deleted since is not held against it)."""
         keys = {k.key_id for k in await self._config.list_keys()} | set(kept)
