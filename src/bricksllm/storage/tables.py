@@ -28,7 +28,7 @@ class Json(sa.types.TypeDecorator[Any]):
             from sqlalchemy.dialects.postgresql import JSONB
 
             return dialect.type_descriptor(JSONB())
-        return dialect.type_descriptor(sa.JSON())
+        return super().load_dialect_impl(dialect)
 
 
 def _text(name: str, *, primary_key: bool = False) -> sa.Column[str]:
